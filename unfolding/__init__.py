@@ -1,0 +1,1 @@
+"""Unfolding of detector-level data to parton level (to come: see the issue tracker)."""
