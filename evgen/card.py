@@ -1,0 +1,244 @@
+"""Run cards: YAML files validated by a pydantic schema.
+
+Keys follow MadGraph's run_card where one exists (``ptj``, ``etal``, ``drll``, ``mmll``,
+``dynamical_scale_choice``, ``nevents``), with MadGraph's defaults. A value of -1 for a
+cut means "no cut", as in MadGraph. Energies, masses, widths and cuts are in GeV.
+
+Every error is a :class:`~evgen.errors.CardError` whose message names the file and the
+key (``cards/ttbar.yaml: cuts.ptl: ...``) and says what was expected.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from evgen.errors import CardError
+
+__all__ = [
+    "RunCard",
+    "BeamsCard",
+    "PDFCard",
+    "ModelCard",
+    "ScaleCard",
+    "CutsCard",
+    "IntegratorCard",
+    "RunSettings",
+    "OutputCard",
+    "load_card",
+    "parse_card",
+]
+
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Cut = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BeamsCard(_Strict):
+    """Colliding beams: particle names (``p``, ``p~``, ``e+``, ``e-``) and energies in GeV.
+
+    The first beam travels along +z.
+    """
+
+    particles: tuple[str, str] = ("p", "p")
+    energies: tuple[PositiveFloat, PositiveFloat] = (6500.0, 6500.0)
+
+
+class PDFCard(_Strict):
+    """Parton densities: an LHAPDF6 set name (found on ``LHAPDF_DATA_PATH``) or a path."""
+
+    set: str = "NNPDF23_lo_as_0130_qed"
+    member: Annotated[int, Field(ge=0)] = 0
+
+
+class ModelCard(_Strict):
+    """Overrides of MadGraph's ``sm`` default parameters (GeV, GeV^-2); ``None`` keeps them."""
+
+    alpha_ew_inv: PositiveFloat | None = None
+    gf: PositiveFloat | None = None
+    mz: PositiveFloat | None = None
+    wz: PositiveFloat | None = None
+    ww: PositiveFloat | None = None
+    mt: PositiveFloat | None = None
+    wt: PositiveFloat | None = None
+    mb: PositiveFloat | None = None
+    mh: PositiveFloat | None = None
+    wh: PositiveFloat | None = None
+    #: 4: proton and jets of g u d s c (MadGraph's default ``sm``); 5: b b~ added, massless.
+    n_flavours: Literal[4, 5] = 4
+
+    def overrides(self) -> dict[str, float]:
+        """The parameters set in the card, as keyword arguments for SMParameters."""
+        return {k: v for k, v in self.model_dump().items() if k != "n_flavours" and v is not None}
+
+
+class ScaleCard(_Strict):
+    """Renormalisation and factorisation scales, as MadGraph's run_card.
+
+    ``dynamical_scale_choice``: -1 MadGraph's default (transverse mass of the 2 -> 2 core;
+    for a single s-channel resonance, its invariant mass), 1 total transverse energy,
+    2 sum of transverse masses, 3 half of it, 4 partonic sqrt(s_hat).
+    With ``fixed_ren_scale`` / ``fixed_fac_scale`` the fixed values (GeV) are used instead.
+    """
+
+    dynamical_scale_choice: Literal[-1, 1, 2, 3, 4] = -1
+    fixed_ren_scale: bool = False
+    fixed_fac_scale: bool = False
+    scale: PositiveFloat = 91.188  #: fixed renormalisation scale, GeV
+    dsqrt_q2fact1: PositiveFloat = 91.188  #: fixed factorisation scale of beam 1, GeV
+    dsqrt_q2fact2: PositiveFloat = 91.188  #: fixed factorisation scale of beam 2, GeV
+    scalefact: PositiveFloat = 1.0  #: multiplies the dynamical scale
+    alpha_s_loops: Literal[1, 2] = 2  #: running of alpha_s from the PDF set's alpha_s(MZ)
+
+
+class CutsCard(_Strict):
+    """Generation cuts, MadGraph names and defaults; -1 means no cut. GeV.
+
+    Jets (j) are gluons and light quarks (b too with 5 flavours); leptons (l) are charged
+    electrons and muons; cuts on pairs apply to every pair of that kind.
+    """
+
+    ptj: Cut = 20.0
+    ptjmax: Cut = -1.0
+    etaj: Cut = 5.0
+    ptl: Cut = 10.0
+    ptlmax: Cut = -1.0
+    etal: Cut = 2.5
+    drjj: Cut = 0.4
+    drll: Cut = 0.4
+    drllmax: Cut = -1.0
+    drjl: Cut = 0.4
+    mmjj: Cut = 0.0
+    mmjjmax: Cut = -1.0
+    mmll: Cut = 0.0  #: minimum invariant mass of same-flavour opposite-sign lepton pairs
+    mmllmax: Cut = -1.0
+    misset: Cut = 0.0  #: minimum missing transverse energy (neutrinos)
+    missetmax: Cut = -1.0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CutsCard:
+        for lo, hi in [
+            ("ptj", "ptjmax"),
+            ("ptl", "ptlmax"),
+            ("drll", "drllmax"),
+            ("mmjj", "mmjjmax"),
+            ("mmll", "mmllmax"),
+            ("misset", "missetmax"),
+        ]:
+            vlo, vhi = getattr(self, lo), getattr(self, hi)
+            if vhi >= 0 and vlo > vhi:
+                raise ValueError(
+                    f"{lo} = {vlo} is above {hi} = {vhi}: no event can pass; "
+                    f"expected {lo} <= {hi} (or {hi} = -1 for no upper cut)"
+                )
+        for key in ("etaj", "etal"):
+            v = getattr(self, key)
+            if v == 0 or v < -1:
+                raise ValueError(
+                    f"{key} = {v} accepts no particle; expected a positive |eta| limit "
+                    "or -1 for no cut"
+                )
+        return self
+
+
+class IntegratorCard(_Strict):
+    """Integrator settings. ``vegas``: adaptive grid (Lepage), trained for ``iterations``
+    of ``points_per_iteration`` points before events are generated with the frozen grid.
+    """
+
+    type: Literal["vegas"] = "vegas"
+    bins: Annotated[int, Field(ge=2)] = 64
+    iterations: Annotated[int, Field(ge=1)] = 8
+    points_per_iteration: Annotated[int, Field(ge=100)] = 20000
+    alpha: Annotated[float, Field(ge=0)] = 1.5
+    batch_size: Annotated[int, Field(ge=100)] = 100000
+    #: unweighting maximum: the cross section above it is at most this fraction
+    max_weight_loss: Annotated[float, Field(ge=0, lt=1)] = 1e-3
+
+
+class RunSettings(_Strict):
+    """Event count, seed and device."""
+
+    nevents: Annotated[int, Field(ge=1)] = 10000
+    seed: Annotated[int, Field(ge=0)] = 42
+    device: str = "cpu"
+
+
+class OutputCard(_Strict):
+    """Where and what to write: ``<path>/events.lhe[.gz]``, ``<path>/events.root``,
+    ``<path>/summary.json``."""
+
+    path: str = "output/run"
+    formats: list[Literal["lhe", "root"]] = Field(default_factory=lambda: ["lhe", "root"])
+    gzip: bool = False
+
+
+class RunCard(_Strict):
+    """A whole run card."""
+
+    process: str
+    beams: BeamsCard = Field(default_factory=BeamsCard)
+    pdf: PDFCard = Field(default_factory=PDFCard)
+    model: ModelCard = Field(default_factory=ModelCard)
+    scale: ScaleCard = Field(default_factory=ScaleCard)
+    cuts: CutsCard = Field(default_factory=CutsCard)
+    integrator: IntegratorCard = Field(default_factory=IntegratorCard)
+    run: RunSettings = Field(default_factory=RunSettings)
+    output: OutputCard = Field(default_factory=OutputCard)
+
+    @property
+    def sqrt_s(self) -> float:
+        """Collider centre-of-mass energy in GeV (massless beams)."""
+        e1, e2 = self.beams.energies
+        return 2.0 * math.sqrt(e1 * e2)
+
+
+def _format_validation_error(source: str, err: ValidationError) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        msg = "unknown key; check the spelling (allowed keys are listed in the README)"
+    elif kind == "missing":
+        msg = "required key is missing"
+    else:
+        msg = first["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        if "input" in first and kind not in ("value_error",):
+            msg = f"{msg}, got {first['input']!r}"
+    more = f" (and {len(err.errors()) - 1} more problem(s))" if len(err.errors()) > 1 else ""
+    return f"{source}: {key}: {msg}{more}"
+
+
+def parse_card(data: Any, source: str = "<card>") -> RunCard:
+    """Validate a card given as a mapping; ``source`` names it in error messages."""
+    if not isinstance(data, dict):
+        raise CardError(f"{source}: expected a YAML mapping of keys, got {type(data).__name__}")
+    try:
+        return RunCard.model_validate(data)
+    except ValidationError as err:
+        raise CardError(_format_validation_error(source, err)) from None
+
+
+def load_card(path: str | Path) -> tuple[RunCard, str]:
+    """Read and validate a YAML run card; return the card and its text."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise CardError(f"{path}: card file not found") from None
+    except OSError as err:
+        raise CardError(f"{path}: cannot read card ({err.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise CardError(f"{path}: not valid YAML: {err}".replace("\n", " ")) from None
+    return parse_card(data, str(path)), text
