@@ -58,10 +58,9 @@ def result_to_dict(result: RunResult) -> dict[str, Any]:
     }
 
 
-def write_summary(path: str | Path, result: RunResult, timings: dict[str, float]) -> Path:
+def write_summary(path: str | Path, result: RunResult) -> Path:
     """Write the summary as JSON (atomically); return the path."""
     data = result_to_dict(result)
-    data["timings_s"] = dict(timings)
     with atomic_output(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2) + "\n")
     return Path(path)

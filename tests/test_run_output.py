@@ -154,3 +154,24 @@ def test_other_cards_write_valid_lhe(tmp_path, card, masses):
     out = run_shipped_card(tmp_path, card, 200, iterations=3, points_per_iteration=5000)
     events = check_lhe_physics(out / "events.lhe", masses)
     assert len(events) == 200
+
+
+def test_failed_write_leaves_no_output(tmp_path, monkeypatch, capsys):
+    """The LHE file is complete when the ROOT writer fails: neither file, nor the folder
+    the run created, may remain."""
+    import evgen.run
+    from evgen.errors import OutputError
+
+    def broken(path, events, info):
+        Path(path).write_text("partial")
+        raise OutputError(f"{path}: simulated disk failure")
+
+    monkeypatch.setattr(evgen.run, "write_root", broken)
+    data = yaml.safe_load((ROOT_DIR / "cards" / "ee_mumu.yaml").read_text())
+    data["run"]["nevents"] = 50
+    data["output"] = {"path": str(tmp_path / "deep" / "out"), "formats": ["lhe", "root"]}
+    card = tmp_path / "card.yaml"
+    card.write_text(yaml.safe_dump(data))
+    assert main(["run", str(card), "-q"]) == 2
+    assert "simulated disk failure" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["card.yaml"]

@@ -45,14 +45,20 @@ def combine_estimates(estimates: Sequence[Estimate]) -> Estimate:
     """Inverse-variance weighted average of independent estimates, with chi^2/dof.
 
     Iterations with zero error (an integrand that vanished everywhere sampled) get the
-    smallest non-zero variance present, so they cannot dominate by accident.
+    smallest non-zero variance present, so they cannot dominate by accident; if every
+    error is zero, the plain mean is returned with zero error.
     """
     if not estimates:
         raise ValueError("no estimates to combine")
     if len(estimates) == 1:
         return estimates[0]
     positive = [e.error**2 for e in estimates if e.error > 0]
-    floor = min(positive) if positive else 1.0
+    if not positive:
+        values = [e.value for e in estimates]
+        mean = sum(values) / len(values)
+        chi2 = 0.0 if all(v == mean for v in values) else math.inf
+        return Estimate(mean, 0.0, sum(e.n_eval for e in estimates), chi2)
+    floor = min(positive)
     var = [max(e.error**2, floor) for e in estimates]
     wsum = sum(1.0 / v for v in var)
     mean = sum(e.value / v for e, v in zip(estimates, var, strict=True)) / wsum

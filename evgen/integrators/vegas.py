@@ -304,13 +304,7 @@ class Vegas(Integrator):
             raise ValueError(f"Vegas.train: discard must be in [0, n_iter), got {discard}")
         estimates = [self._iteration(f, n_per_iter, adapt=True) for _ in range(n_iter)]
         self.history.extend(estimates)
-        kept = estimates[skip:]
-        if len(kept) > 1 and all(e.error == 0 for e in kept):
-            # e.g. an integrand that vanished at every point: exact, not "error 1/sqrt(n)"
-            mean = sum(e.value for e in kept) / len(kept)
-            chi2 = 0.0 if all(e.value == mean for e in kept) else math.inf
-            return Estimate(mean, 0.0, sum(e.n_eval for e in kept), chi2)
-        return combine_estimates(kept)
+        return combine_estimates(estimates[skip:])
 
     def integrate(self, f: Integrand, n_iter: int, n_per_iter: int) -> Estimate:
         """Estimate with fresh (stratified) samples and a frozen grid.
