@@ -123,8 +123,8 @@ def _print_summary(console: Console, result) -> None:
     facts.add_row("chi2/dof (integration)", f"{result.chi2_dof:.2f}")
     facts.add_row(
         "unweighting efficiency",
-        f"{result.unweighting_efficiency:.2%} ({result.n_weighted} weighted -> "
-        f"{result.n_events} unweighted)",
+        f"{result.unweighting_efficiency:.2%} (<|w|>/w_max over {result.n_weighted} weighted "
+        f"events; {result.n_events} unweighted written)",
     )
     facts.add_row(
         "overweight events",
