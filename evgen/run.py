@@ -270,7 +270,7 @@ def execute(run: PreparedRun, reporter: Reporter | None = None) -> RunResult:
     """Integrate, generate, unweight and write; return the figures of the run."""
     rep = reporter or Reporter()
     card = run.card
-    timings: dict[str, float] = {}
+    timings: dict[str, float] = {"setup": run.setup_seconds}
     torch.manual_seed(card.run.seed)
 
     rep.stage("integration")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +57,7 @@ class PreparedRun:
     groups: list[PhaseSpaceGroup]
     device: torch.device
     output_dir: Path
+    setup_seconds: float = 0.0  #: time :func:`prepare` took (PDF loading, checks)
 
     @property
     def subprocesses(self) -> list[Process]:
@@ -105,6 +107,7 @@ def _has_s_channel_core(proc: Process) -> bool:
 
 def prepare(card: RunCard, card_text: str = "", source: str = "<card>") -> PreparedRun:
     """Resolve a validated card into a runnable set-up; raise CardError on bad input."""
+    t_start = time.perf_counter()
     try:
         device = torch.device(card.run.device)
     except RuntimeError:
@@ -207,4 +210,5 @@ def prepare(card: RunCard, card_text: str = "", source: str = "<card>") -> Prepa
         groups=groups,
         device=device,
         output_dir=output_dir,
+        setup_seconds=time.perf_counter() - t_start,
     )
