@@ -136,9 +136,10 @@ def _print_summary(console: Console, result) -> None:
         "time",
         ", ".join(f"{k} {v:.1f} s" for k, v in t.items()) + f"; total {sum(t.values()):.1f} s",
     )
-    for kind, path in result.outputs.items():
-        facts.add_row(f"{kind} file", path)
     console.print(facts)
+    width = max(len(k) for k in result.outputs) + 6 if result.outputs else 0
+    for kind, path in result.outputs.items():  # whole paths, never wrapped or elided
+        console.print(f"{kind + ' file':<{width}}{path}", soft_wrap=True, highlight=False)
 
 
 def _run(args: argparse.Namespace, out: Console, err: Console) -> int:

@@ -175,3 +175,16 @@ def test_failed_write_leaves_no_output(tmp_path, monkeypatch, capsys):
     assert main(["run", str(card), "-q"]) == 2
     assert "simulated disk failure" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["card.yaml"]
+
+
+def test_command_line_overrides(tmp_path, capsys):
+    """-n, --seed and -o override the card; the summary table names the files written."""
+    out = tmp_path / "elsewhere"
+    card = ROOT_DIR / "cards" / "ee_mumu.yaml"
+    assert main(["run", str(card), "-n", "37", "--seed", "5", "-o", str(out), "-q"]) == 0
+    printed = capsys.readouterr().out
+    assert "e+ e- > mu+ mu-" in printed and str(out / "events.lhe") in printed
+    assert len(lhe_events(out / "events.lhe")) == 37
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["events"] == 37
+    assert set(summary["timings_s"]) == {"setup", "integration", "generation", "output"}
