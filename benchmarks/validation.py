@@ -26,7 +26,7 @@ from test_cross_sections import NO_LEPTON_CUTS, dsigma_dshat, sigma_ee_mumu_pb  
 import processes  # noqa: E402
 from evgen.alphas import AlphaS  # noqa: E402
 from evgen.card import parse_card  # noqa: E402
-from evgen.params import SMParameters  # noqa: E402
+from evgen.params import SMParameters, ZPrime  # noqa: E402
 from evgen.pdf import load_pdf  # noqa: E402
 from evgen.run import execute, prepare  # noqa: E402
 
@@ -114,6 +114,36 @@ def main() -> None:
     )
     res, t = mc(process="p p > e+ e-", cuts={**NO_LEPTON_CUTS, "mmll": 60.0, "mmllmax": 120.0})
     row("p p > e+ e-, 60 < m_ee < 120 GeV", res, t, ref, 0, "scipy quadrature")
+
+    zp_params = SMParameters(zprime=ZPrime(1500.0))
+    subs = processes.expand("p p > e+ e-", zp_params)
+    ref, _ = integrate.quad(
+        lambda s: dsigma_dshat(subs, pdf, S, s, math.sqrt(s), float(alpha_s(torch.tensor([s]))[0])),
+        50.0**2,
+        3000.0**2,
+        points=[params.mz**2, 1500.0**2],
+        epsrel=1e-8,
+        limit=400,
+    )
+    zp_cuts = {**NO_LEPTON_CUTS, "mmll": 50.0, "mmllmax": 3000.0}
+    for multichannel in (True, False):
+        res, t = mc(
+            process="p p > e+ e-",
+            model={"mzp": 1500.0},
+            cuts=zp_cuts,
+            integrator={**INTEGRATOR, "multichannel": multichannel},
+        )
+        kind = "3 channels" if multichannel else "1 channel"
+        merit = res.error_pb * math.sqrt(res.n_weighted)
+        row(
+            f"p p > e+ e- + SSM Z' (1.5 TeV), 50 < m_ee < 3000 GeV, {kind}"
+            f" (err sqrt(N_gen) = {merit:.0f} pb)",
+            res,
+            t,
+            ref,
+            0,
+            "scipy quadrature",
+        )
 
 
 if __name__ == "__main__":

@@ -4,9 +4,10 @@ The public API, re-exported here:
 
 * cards: :class:`RunCard`, :func:`load_card`, :func:`parse_card`;
 * a run: :func:`prepare` (card -> checked set-up), :func:`execute` (integrate, generate,
-  write), :func:`run_card` (both), :class:`RunResult`;
-* physics inputs: :class:`SMParameters`, :func:`load_pdf`, :class:`PDFSet`,
-  :class:`AlphaS`;
+  write), :func:`run_card` (both), :class:`RunResult` (with a :class:`ChannelResult`
+  per integration channel);
+* physics inputs: :class:`SMParameters` (with an optional :class:`ZPrime` and its
+  :class:`ZPrimeCouplings`), :func:`load_pdf`, :class:`PDFSet`, :class:`AlphaS`;
 * events and files: :class:`Events`, :class:`RunInfo`, :func:`write_lhe`,
   :func:`write_root`, :func:`read_root`, :func:`unweight`;
 * integration: :class:`Vegas`, :class:`Estimate`;
@@ -23,13 +24,14 @@ from evgen.errors import CardError, EvgenError, OutputError, PDFError, ProcessEr
 from evgen.events import Events, ProcessInfo, RunInfo
 from evgen.integrators import Estimate, Vegas
 from evgen.io import read_root, write_lhe, write_root
-from evgen.params import SMParameters
+from evgen.params import SMParameters, ZPrime, ZPrimeCouplings
 from evgen.pdf import PDFSet, load_pdf
 from evgen.unweight import unweight
 
 # The run machinery imports the ``processes`` package, which imports evgen's modules:
 # loaded on first use so that either package can be imported first.
 _LAZY = {
+    "ChannelResult": "evgen.run",
     "RunResult": "evgen.run",
     "execute": "evgen.run",
     "run_card": "evgen.run",
@@ -48,6 +50,7 @@ def __getattr__(name: str):
 __all__ = [
     "AlphaS",
     "CardError",
+    "ChannelResult",
     "Estimate",
     "Events",
     "EvgenError",
@@ -61,6 +64,8 @@ __all__ = [
     "RunResult",
     "SMParameters",
     "Vegas",
+    "ZPrime",
+    "ZPrimeCouplings",
     "execute",
     "load_card",
     "load_pdf",

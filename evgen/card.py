@@ -15,15 +15,25 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from evgen.errors import CardError
+from evgen.params import ZPrime, ZPrimeCouplings
 
 __all__ = [
     "RunCard",
     "BeamsCard",
     "PDFCard",
     "ModelCard",
+    "FermionCouplingCard",
+    "ZPrimeCouplingsCard",
     "ScaleCard",
     "CutsCard",
     "IntegratorCard",
@@ -58,8 +68,54 @@ class PDFCard(_Strict):
     member: Annotated[int, Field(ge=0)] = 0
 
 
+class FermionCouplingCard(_Strict):
+    """Z' couplings of one fermion type, in units of g_Z = e / (sw cw): either chiral
+    (``left``, ``right``: vertex -i g_Z gamma^mu (left P_L + right P_R)) or ``vector``,
+    ``axial`` (PDG convention -i (g_Z / 2) gamma^mu (g_V - g_A gamma5)); a missing value
+    of the chosen pair is 0. The Z itself has left = T3 - Q sw2, right = -Q sw2."""
+
+    left: Annotated[float, Field(allow_inf_nan=False)] | None = None
+    right: Annotated[float, Field(allow_inf_nan=False)] | None = None
+    vector: Annotated[float, Field(allow_inf_nan=False)] | None = None
+    axial: Annotated[float, Field(allow_inf_nan=False)] | None = None
+
+    @model_validator(mode="after")
+    def _one_convention(self) -> FermionCouplingCard:
+        chiral = self.left is not None or self.right is not None
+        va = self.vector is not None or self.axial is not None
+        if chiral and va:
+            raise ValueError(
+                "give either left/right or vector/axial couplings, not both, "
+                f"got {self.model_dump(exclude_none=True)}"
+            )
+        return self
+
+    def chiral(self) -> tuple[float, float]:
+        """(left, right) in units of g_Z."""
+        if self.vector is not None or self.axial is not None:
+            return ZPrimeCouplings.chiral_from_vector_axial(self.vector or 0.0, self.axial or 0.0)
+        return (self.left or 0.0, self.right or 0.0)
+
+
+class ZPrimeCouplingsCard(_Strict):
+    """Explicit Z' couplings per fermion type (generation-universal): up-type quarks
+    ``u``, down-type quarks ``d``, charged leptons ``l``; neutrinos ``nu`` (optional,
+    default 0) only enter the computed width."""
+
+    u: FermionCouplingCard
+    d: FermionCouplingCard
+    l: FermionCouplingCard  # noqa: E741 (the card's name for charged leptons)
+    nu: FermionCouplingCard = Field(default_factory=FermionCouplingCard)
+
+
 class ModelCard(_Strict):
-    """Overrides of MadGraph's ``sm`` default parameters (GeV, GeV^-2); ``None`` keeps them."""
+    """Overrides of MadGraph's ``sm`` default parameters (GeV, GeV^-2); ``None`` keeps them.
+
+    A Z' (PDG 32) is added by setting ``mzp``: its width ``wzp`` defaults to the
+    leading-order width from its couplings (fermions only), its couplings ``zp_couplings``
+    to ``ssm`` (the Sequential Standard Model: the Z's couplings), all multiplied by
+    ``zp_strength``.
+    """
 
     alpha_ew_inv: PositiveFloat | None = None
     gf: PositiveFloat | None = None
@@ -73,10 +129,47 @@ class ModelCard(_Strict):
     wh: PositiveFloat | None = None
     #: 4: proton and jets of g u d s c (MadGraph's default ``sm``); 5: b b~ added, massless.
     n_flavours: Literal[4, 5] = 4
+    mzp: PositiveFloat | None = None  #: Z' mass, GeV; no Z' unless set
+    wzp: PositiveFloat | None = None  #: Z' total width, GeV; default: LO from its couplings
+    #: ``ssm`` or explicit couplings per fermion type (:class:`ZPrimeCouplingsCard`)
+    zp_couplings: ZPrimeCouplingsCard | Literal["ssm"] = "ssm"
+    zp_strength: PositiveFloat = 1.0  #: overall factor on the Z' couplings
+
+    @field_validator("zp_couplings", mode="before")
+    @classmethod
+    def _ssm_or_mapping(cls, value: Any) -> Any:
+        if isinstance(value, str) and value != "ssm":
+            raise ValueError(
+                f"expected 'ssm' or a mapping of u, d, l (and nu) to left/right or "
+                f"vector/axial couplings, got {value!r}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _zprime_needs_mass(self) -> ModelCard:
+        if self.mzp is None:
+            defaults = {"wzp": None, "zp_couplings": "ssm", "zp_strength": 1.0}
+            given = [k for k, v in defaults.items() if getattr(self, k) != v]
+            if given:
+                raise ValueError(
+                    f"{', '.join(given)} given but no Z' mass: set mzp (GeV) to add a Z'"
+                )
+        return self
 
     def overrides(self) -> dict[str, float]:
-        """The parameters set in the card, as keyword arguments for SMParameters."""
-        return {k: v for k, v in self.model_dump().items() if k != "n_flavours" and v is not None}
+        """The SM parameters set in the card, as keyword arguments for SMParameters."""
+        skip = {"n_flavours", "mzp", "wzp", "zp_couplings", "zp_strength"}
+        return {k: v for k, v in self.model_dump().items() if k not in skip and v is not None}
+
+    def zprime(self) -> ZPrime | None:
+        """The Z' the card defines, or ``None``."""
+        if self.mzp is None:
+            return None
+        couplings = None
+        if isinstance(self.zp_couplings, ZPrimeCouplingsCard):
+            c = self.zp_couplings
+            couplings = ZPrimeCouplings(c.u.chiral(), c.d.chiral(), c.l.chiral(), c.nu.chiral())
+        return ZPrime(self.mzp, self.wzp, couplings, self.zp_strength)
 
 
 class ScaleCard(_Strict):
@@ -150,10 +243,14 @@ class CutsCard(_Strict):
 
 class IntegratorCard(_Strict):
     """Integrator settings. ``vegas``: adaptive grid (Lepage), trained for ``iterations``
-    of ``points_per_iteration`` points before events are generated with the frozen grid.
+    of ``points_per_iteration`` points before events are generated with the frozen grid;
+    with ``multichannel`` one grid per phase-space channel, each with these settings.
     """
 
     type: Literal["vegas"] = "vegas"
+    #: one VEGAS grid per phase-space channel (MadGraph's single-diagram-enhanced
+    #: multi-channel); false: one grid on one mapping (peaked on the heaviest resonance)
+    multichannel: bool = True
     bins: Annotated[int, Field(ge=2)] = 64
     iterations: Annotated[int, Field(ge=1)] = 8
     points_per_iteration: Annotated[int, Field(ge=100)] = 20000
@@ -202,7 +299,10 @@ class RunCard(_Strict):
 
 def _format_validation_error(source: str, err: ValidationError) -> str:
     first = err.errors()[0]
-    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    # Union members appear in the location by type name ("ZPrimeCouplingsCard",
+    # "literal['ssm']"); card keys are lower case, so those are dropped.
+    loc = [p for p in first["loc"] if not (isinstance(p, str) and p[:1].isupper() or "[" in str(p))]
+    key = ".".join(str(p) for p in loc) or "(top level)"
     kind = first["type"]
     if kind == "extra_forbidden":
         msg = "unknown key; check the spelling (allowed keys are listed in the README)"

@@ -75,13 +75,14 @@ class _RichReporter:
         elif name == "integration":
             self.console.print("[bold]integration[/] (VEGAS)")
 
-    def iteration(self, group: int, i: int, n: int, estimate) -> None:
+    def iteration(self, group: int, i: int, n: int, estimate, channel: str = "") -> None:
         if self.quiet:
             return
         from evgen.summary import format_xs
 
+        where = f"group {group + 1}" + (f" channel {channel}" if channel else "")
         self.console.print(
-            f"  group {group + 1} iteration {i:2d}/{n}: "
+            f"  {where} iteration {i:2d}/{n}: "
             f"{format_xs(estimate.value, estimate.error)} pb "
             f"({estimate.relative_error:.2%})"
         )
@@ -92,6 +93,29 @@ class _RichReporter:
 
     def finish(self) -> None:
         self._close()
+
+
+def _print_channels(console: Console, result) -> None:
+    """Cross section per integration channel (multi-channel runs); ``channel`` is the
+    value written with each event (LHE/ROOT ``channel``)."""
+    from evgen.summary import format_xs
+
+    groups = len({c.group for c in result.channels}) > 1
+    table = Table(title="channels (one VEGAS grid each)", title_justify="left")
+    if groups:
+        table.add_column("group", justify="right")
+    table.add_column("channel", justify="right")
+    table.add_column("diagrams")
+    table.add_column("cross section [pb]", justify="right")
+    table.add_column("share", justify="right")
+    table.add_column("events", justify="right")
+    total = result.cross_section_pb if result.cross_section_pb else 1.0
+    for c in result.channels:
+        row = [str(c.channel), c.label, format_xs(c.cross_section_pb, c.error_pb)]
+        share = c.cross_section_pb / total
+        row += [f"{share:.1%}" if abs(share) >= 1e-3 else f"{share:.1e}", str(c.n_events)]
+        table.add_row(*([str(c.group + 1)] if groups else []), *row)
+    console.print(table)
 
 
 def _print_summary(console: Console, result) -> None:
@@ -114,6 +138,8 @@ def _print_summary(console: Console, result) -> None:
         f"[bold]{result.n_events}[/]",
     )
     console.print(table)
+    if len(result.channels) > len({c.group for c in result.channels}):
+        _print_channels(console, result)
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold")
     facts.add_column()

@@ -2,13 +2,22 @@
 
 For a list of partonic subprocesses that share one phase space (same outgoing masses),
 
-    w_i(r) = GEV2_TO_PB * J(r) * f_a(x1, muF1) f_b(x2, muF2)
+    w_i(r) = GEV2_TO_PB * J_c(r) * f_a(x1, muF1) f_b(x2, muF2)
              * S_i |M_i|^2(p; alpha_s(muR)) / (2 s_hat)
 
-where J = dx1 dx2 dPhi_n per unit hypercube volume (phase-space module), f = xf/x the
-parton densities (1 for lepton beams), S_i the identical-particle factor and
-1/(2 s_hat) the flux of massless partons. ``w = sum_i w_i`` integrates to the total
-cross section in pb; each ``w_i`` to that subprocess's.
+where J_c = dx1 dx2 dPhi_n per unit hypercube volume of channel c's mapping
+(phase-space module), f = xf/x the parton densities (1 for lepton beams), S_i the
+identical-particle factor and 1/(2 s_hat) the flux of massless partons. ``w = sum_i w_i``
+integrates to the total cross section in pb; each ``w_i`` to that subprocess's.
+
+Multi-channel (MadGraph's single-diagram-enhanced integration, Maltoni & Stelzer,
+hep-ph/0208156): channel c has its own mapping r -> x and a prior weight alpha_c(x) >= 0
+with sum_c alpha_c = 1 (:meth:`Process.channel_weights`), so
+
+    sigma = sum_c int dr alpha_c(x_c(r)) w(x_c(r))
+
+and each channel is integrated on its own. With several subprocesses the prior at a
+point is their weight-averaged prior, alpha_c = sum_i w_i alpha_ic / sum_i w_i.
 """
 
 from __future__ import annotations
@@ -31,14 +40,20 @@ from processes.base import Process
 
 __all__ = ["Integrand", "IntegrandValues"]
 
+PhaseSpace = HadronicPhaseSpace | LeptonicPhaseSpace
+_MAPPINGS = (HadronicPhaseSpace, LeptonicPhaseSpace)
+
 
 @dataclass
 class IntegrandValues:
     """Everything one evaluation produces, per point (first axis).
 
     Attributes:
-        weights: (n,) total weight in pb (0 outside cuts).
-        sub_weights: (n, n_sub) weight of each subprocess in pb.
+        weights: (n,) total weight in pb (0 outside cuts), f(x) J_c(r) of the channel the
+            points were mapped with, no channel prior applied.
+        sub_weights: (n, n_sub) weight of each subprocess in pb, likewise.
+        channel_prior: (n, n_channels) the prior alpha_c(x) of every channel at the mapped
+            points (rows sum to 1; merged channels summed).
         momenta: (n, n_ext, 4) lab-frame momenta in GeV.
         mu_r: (n,) renormalisation scale in GeV.
         mu_f: (n,) factorisation scale of beam 1 in GeV (LHE SCALUP).
@@ -47,6 +62,7 @@ class IntegrandValues:
 
     weights: Tensor
     sub_weights: Tensor
+    channel_prior: Tensor
     momenta: Tensor
     mu_r: Tensor
     mu_f: Tensor
@@ -54,39 +70,61 @@ class IntegrandValues:
 
 
 class Integrand:
-    """f(r) -> weights in pb for subprocesses sharing one phase-space mapping.
+    """f(r, channel) -> weights in pb for subprocesses sharing one final state.
 
     Args:
         subprocesses: partonic processes; incoming[0] comes from beam 1.
-        phase_space: the mapping of the unit hypercube to momenta (and x1, x2).
+        phase_space: the mapping of the unit hypercube to momenta (and x1, x2), or one
+            mapping per channel (all of the same dimension).
         beams: the two beams.
         pdf: the PDF set for hadron beams (``None`` for two lepton beams).
         alpha_s: running coupling alpha_s(mu_r^2).
         scale: the scale choice.
         cuts: cuts per subprocess (same order as ``subprocesses``).
+        channel_of: for each subprocess, the integrand channel of each of its
+            :meth:`Process.channels` (several may share one: merged channels, whose
+            priors add up); default: all in channel 0, which needs one mapping.
+
+    Attributes:
+        n_dim: dimension of the unit hypercube.
+        n_channels: number of channels (mappings).
     """
 
     def __init__(
         self,
         subprocesses: Sequence[Process],
-        phase_space: HadronicPhaseSpace | LeptonicPhaseSpace,
+        phase_space: PhaseSpace | Sequence[PhaseSpace],
         beams: tuple[Beam, Beam],
         pdf: PDFSet | None,
         alpha_s: AlphaS,
         scale: ScaleChoice,
         cuts: Sequence[Cuts],
+        channel_of: Sequence[Sequence[int]] | None = None,
     ) -> None:
         if not subprocesses:
             raise ValueError("an integrand needs at least one subprocess")
         if any(b.is_hadron for b in beams) and pdf is None:
             raise ValueError("hadron beams need a PDF set")
         self.subprocesses = list(subprocesses)
-        self.phase_space = phase_space
+        spaces = [phase_space] if isinstance(phase_space, _MAPPINGS) else list(phase_space)
+        if not spaces or len({ps.n_dim for ps in spaces}) != 1:
+            raise ValueError("an integrand needs >= 1 phase-space mappings of one dimension")
+        self.phase_spaces = spaces
+        self.phase_space = spaces[0]
+        self.n_channels = len(spaces)
+        if channel_of is None:
+            channel_of = [[0] * len(p.channels()) for p in self.subprocesses]
+        if len(channel_of) != len(self.subprocesses) or any(
+            len(idx) != len(p.channels()) or not all(0 <= c < self.n_channels for c in idx)
+            for idx, p in zip(channel_of, self.subprocesses, strict=True)
+        ):
+            raise ValueError("channel_of: one channel index in range per process channel")
+        self.channel_of = [torch.tensor(idx, dtype=torch.int64) for idx in channel_of]
         self.beams = beams
         self.pdf = pdf
         self.alpha_s = alpha_s
         self.scale = scale
-        self.n_dim = phase_space.n_dim
+        self.n_dim = spaces[0].n_dim
         self.columns = [
             [beam.pdf_column(proc.incoming[k]) for proc in self.subprocesses]
             for k, beam in enumerate(beams)
@@ -106,9 +144,26 @@ class Integrand:
         xfx = self.pdf.xfx_all(x, mu_f**2)
         return xfx[:, self.columns[k]] / x.unsqueeze(1)
 
-    def evaluate(self, r: Tensor) -> IntegrandValues:
-        """Evaluate the integrand at points ``r`` of shape (n, n_dim) in [0, 1)."""
-        point = self.phase_space.map(r)
+    def _prior(self, p: Tensor, w: Tensor) -> Tensor:
+        """alpha_c at momenta p (m, n_ext, 4) given subprocess weights w (m, n_sub)."""
+        m = p.shape[0]
+        if self.n_channels == 1:
+            return torch.ones(m, 1, dtype=p.dtype, device=p.device)
+        n_sub = len(self.subprocesses)
+        per_sub = torch.zeros(m, n_sub, self.n_channels, dtype=p.dtype, device=p.device)
+        for i, proc in enumerate(self.subprocesses):
+            idx = self.channel_of[i].to(p.device)
+            per_sub[:, i].index_add_(1, idx, proc.channel_weights(p))
+        a = w.abs()
+        total = a.sum(dim=1, keepdim=True)
+        weighted = (a.unsqueeze(2) * per_sub).sum(dim=1) / torch.where(total > 0, total, 1.0)
+        return torch.where(total > 0, weighted, per_sub.mean(dim=1))
+
+    def evaluate(self, r: Tensor, channel: int = 0) -> IntegrandValues:
+        """Evaluate at points ``r`` (n, n_dim) in [0, 1) mapped with ``channel``'s mapping."""
+        if not 0 <= channel < self.n_channels:
+            raise ValueError(f"channel must be in [0, {self.n_channels}), got {channel}")
+        point = self.phase_spaces[channel].map(r)
         p = point.momenta
         n = p.shape[0]
         pass_cuts = torch.zeros(n, len(self.subprocesses), dtype=torch.bool, device=p.device)
@@ -119,6 +174,8 @@ class Integrand:
         scales = self.scale(p)
         alpha_s = self.alpha_s(scales.mu_r**2)
         sub_weights = torch.zeros(n, len(self.subprocesses), dtype=p.dtype, device=p.device)
+        uniform = 1.0 / self.n_channels
+        prior = torch.full((n, self.n_channels), uniform, dtype=p.dtype, device=p.device)
         if bool(alive.any()):
             pa = p[alive]
             lum = self._densities(0, point.x1[alive], scales.mu_f1[alive]) * self._densities(
@@ -130,16 +187,23 @@ class Integrand:
                 [proc.matrix_element(pa, alpha_s[alive]) for proc in self.subprocesses], dim=1
             )
             w = common.unsqueeze(1) * lum * me * self.symmetry.to(pa)
-            sub_weights[alive] = torch.where(pass_cuts[alive], w, torch.zeros_like(w))
+            w = torch.where(pass_cuts[alive], w, torch.zeros_like(w))
+            sub_weights[alive] = w
+            prior[alive] = self._prior(pa, w)
         return IntegrandValues(
             weights=sub_weights.sum(dim=1),
             sub_weights=sub_weights,
+            channel_prior=prior,
             momenta=p,
             mu_r=scales.mu_r,
             mu_f=scales.mu_f1,
             alpha_s=alpha_s,
         )
 
-    def __call__(self, r: Tensor) -> Tensor:
-        """Total weight in pb, shape (n,)."""
-        return self.evaluate(r).weights
+    def __call__(self, r: Tensor, channel: int = 0) -> Tensor:
+        """Channel ``channel``'s contribution alpha_c(x) * f(x) * J_c(r) in pb, shape (n,):
+        the integrals over the channels add up to the cross section."""
+        values = self.evaluate(r, channel)
+        if self.n_channels == 1:
+            return values.weights
+        return values.channel_prior[:, channel] * values.weights

@@ -3,13 +3,17 @@
 :func:`prepare` resolves and checks everything a card names (process, PDF set, cuts
 against the collider energy, the output folder) before any computing starts, so a bad
 card fails in a second and leaves nothing behind. :func:`execute` integrates each
-phase-space group with VEGAS, generates weighted events with the frozen grid, unweights
-them and writes the files. Cross sections are in pb, energies in GeV, times in seconds.
+channel of each phase-space group with its own VEGAS grid (the channel's contribution
+alpha_c f; MadGraph's multi-channel), generates weighted events with the frozen grids,
+unweights them per channel (:mod:`evgen.generation`) and writes the files. The total cross
+section is the sum over channels, errors in quadrature. Cross sections are in pb,
+energies in GeV, times in seconds.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -17,21 +21,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch import Tensor
 
 from evgen.card import RunCard
 from evgen.errors import EvgenError
 from evgen.events import Events, ProcessInfo, RunInfo
+from evgen.generation import ChannelUnit, channel_event_counts, generate_channel
 from evgen.integrators import Estimate, combine_estimates
 from evgen.integrators.vegas import Vegas
 from evgen.io.atomic import atomic_output
 from evgen.io.lhe import write_lhe
 from evgen.io.root import write_root
-from evgen.setup import PhaseSpaceGroup, PreparedRun, prepare
+from evgen.setup import PreparedRun, prepare
 from evgen.summary import write_summary
-from evgen.unweight import UnweightingResult, find_max_weight, unweight
 
-__all__ = ["Reporter", "RunResult", "SubprocessResult", "prepare", "execute", "run_card"]
+__all__ = [
+    "ChannelResult",
+    "Reporter",
+    "RunResult",
+    "SubprocessResult",
+    "prepare",
+    "execute",
+    "run_card",
+]
 
 #: Integration iterations whose estimates are dropped as grid warm-up (VEGAS practice).
 _WARMUP_FRACTION = 1 / 3
@@ -48,6 +59,26 @@ class SubprocessResult:
     n_events: int
 
 
+@dataclass(frozen=True)
+class ChannelResult:
+    """Cross section in pb of one integration channel (its contribution alpha_c f).
+
+    Attributes:
+        group: 0-based phase-space group (subprocesses with one final state).
+        channel: 0-based channel of that group (``Events.channel``).
+        label: the diagrams' propagators merged into it, e.g. ``"z"``.
+        n_eval: integrand evaluations in its generation stage.
+    """
+
+    group: int
+    channel: int
+    label: str
+    cross_section_pb: float
+    error_pb: float
+    n_events: int
+    n_eval: int
+
+
 @dataclass
 class RunResult:
     """What a run produced: the figures of the summary table and the output files."""
@@ -55,9 +86,10 @@ class RunResult:
     process: str
     cross_section_pb: float
     error_pb: float
-    chi2_dof: float  #: the largest chi^2/dof of the groups' integrations
+    chi2_dof: float  #: the largest chi^2/dof of the channels' integrations
     integration: list[Estimate]
     subprocesses: list[SubprocessResult]
+    channels: list[ChannelResult]
     n_weighted: int
     n_events: int
     unweighting_efficiency: float  #: unweighted events per integrand evaluation (<|w|>/w_max)
@@ -74,169 +106,91 @@ class Reporter:
     def stage(self, name: str) -> None:  # noqa: D102
         pass
 
-    def iteration(self, group: int, i: int, n: int, estimate: Estimate) -> None:  # noqa: D102
+    def iteration(  # noqa: D102
+        self, group: int, i: int, n: int, estimate: Estimate, channel: str = ""
+    ) -> None:
         pass
 
     def generation(self, group: int, n_unweighted: float, n_target: int, n_eval: int) -> None:  # noqa: D102
         pass
 
 
-@dataclass
-class _Sample:
-    """Weighted events of one group kept for unweighting (non-zero weights only)."""
-
-    momenta: list[Tensor] = field(default_factory=list)
-    sub_weights: list[Tensor] = field(default_factory=list)
-    mu_f: list[Tensor] = field(default_factory=list)
-    alpha_s: list[Tensor] = field(default_factory=list)
-    n_eval: int = 0
-    sum_w: Tensor | None = None  # per subprocess
-    sum_w2: Tensor | None = None  # per subprocess
-    sum_wtot2: float = 0.0
-
-    def add(self, values, jac: Tensor) -> None:  # values: IntegrandValues
-        sub = values.sub_weights * jac.unsqueeze(1)
-        w = sub.sum(dim=1)
-        self.n_eval += w.shape[0]
-        s1, s2 = sub.sum(dim=0), (sub**2).sum(dim=0)
-        self.sum_w = s1 if self.sum_w is None else self.sum_w + s1
-        self.sum_w2 = s2 if self.sum_w2 is None else self.sum_w2 + s2
-        self.sum_wtot2 += float((w**2).sum())
-        keep = w != 0
-        self.momenta.append(values.momenta[keep])
-        self.sub_weights.append(sub[keep])
-        self.mu_f.append(values.mu_f[keep])
-        self.alpha_s.append(values.alpha_s[keep])
-
-    def weights(self) -> Tensor:
-        return torch.cat(self.sub_weights).sum(dim=1)
-
-    def estimate(self) -> tuple[float, float, list[tuple[float, float]]]:
-        """Total and per-subprocess (mean, error) in pb."""
-        assert self.sum_w is not None and self.sum_w2 is not None
-        n = self.n_eval
-        total = float(self.sum_w.sum()) / n
-        var = max(self.sum_wtot2 / n - total**2, 0.0) / max(n - 1, 1)
-        per = [
-            (
-                float(s1) / n,
-                math.sqrt(max(float(s2) / n - (float(s1) / n) ** 2, 0.0) / max(n - 1, 1)),
-            )
-            for s1, s2 in zip(self.sum_w, self.sum_w2, strict=True)
-        ]
-        return total, math.sqrt(var), per
+def _units(run: PreparedRun) -> list[ChannelUnit]:
+    """Every (group, channel) pair, groups first."""
+    return [
+        ChannelUnit(gi, ci)
+        for gi, group in enumerate(run.groups)
+        for ci in range(group.integrand.n_channels)
+    ]
 
 
-def _build_events(
-    group: PhaseSpaceGroup, sample: _Sample, alpha_qed: float, generator: torch.Generator
-) -> Events:
-    """Weighted Events with a subprocess and a colour flow drawn per event."""
-    p = torch.cat(sample.momenta)
-    sub = torch.cat(sample.sub_weights)
-    n, n_ext = p.shape[0], p.shape[1]
-    dev = p.device
-    probs = sub.abs() / sub.abs().sum(dim=1, keepdim=True)
-    choice = torch.multinomial(probs, 1, generator=generator).squeeze(1)
-    pdg = torch.zeros(n, n_ext, dtype=torch.int64, device=dev)
-    colours = torch.zeros(n, n_ext, 2, dtype=torch.int64, device=dev)
-    masses = torch.zeros(n, n_ext, dtype=p.dtype, device=dev)
-    u = torch.rand(n, generator=generator, dtype=p.dtype, device=generator.device).to(dev)
-    for k, proc in enumerate(group.subprocesses):
-        sel = choice == k
-        if not bool(sel.any()):
-            continue
-        pdg[sel] = torch.tensor(proc.pdg_ids, dtype=torch.int64, device=dev)
-        masses[sel] = torch.tensor(proc.masses, dtype=p.dtype, device=dev)
-        colours[sel] = proc.colour_flow(p[sel], u[sel]).to(dev)
-    status = torch.ones(n, n_ext, dtype=torch.int64, device=dev)
-    status[:, :2] = -1
-    mothers = torch.zeros(n, n_ext, 2, dtype=torch.int64, device=dev)
-    mothers[:, 2:, 0] = 1
-    mothers[:, 2:, 1] = 2
-    ids = torch.tensor(group.process_ids, dtype=torch.int64, device=dev)
-    return Events(
-        momenta=p,
-        pdg=pdg,
-        status=status,
-        mothers=mothers,
-        colours=colours,
-        masses=masses,
-        spins=torch.full((n, n_ext), 9.0, dtype=p.dtype, device=dev),
-        weights=sub.sum(dim=1),
-        process_id=ids[choice],
-        scale=torch.cat(sample.mu_f),
-        alpha_s=torch.cat(sample.alpha_s),
-        alpha_qed=torch.full((n,), alpha_qed, dtype=p.dtype, device=dev),
-        channel=torch.zeros(n, dtype=torch.int64, device=dev),
-    )
+def _integrate(
+    run: PreparedRun, units: list[ChannelUnit], rep: Reporter
+) -> tuple[list[Vegas], list[Estimate], list[Estimate]]:
+    """Adapt one VEGAS grid per channel to its contribution alpha_c f; the first
+    iterations are warm-up.
 
-
-def _integrate(run: PreparedRun, rep: Reporter) -> tuple[list[Vegas], list[Estimate], list]:
-    """Adapt one VEGAS grid per phase-space group; the first iterations are warm-up."""
-    ic = run.card.integrator
-    integrators, estimates, iterations = [], [], []
-    for gi, group in enumerate(run.groups):
-        vegas = Vegas(
-            group.integrand.n_dim,
-            n_bins=ic.bins,
-            alpha=ic.alpha,
-            seed=run.card.run.seed + 1000 * gi,
-            device=run.device,
-        )
-        iters = []
-        for it in range(ic.iterations):
-            est = vegas.train(group.integrand, 1, ic.points_per_iteration)
-            iters.append(est)
-            rep.iteration(gi, it + 1, ic.iterations, est)
-        estimates.append(combine_estimates(iters[int(len(iters) * _WARMUP_FRACTION) :]))
-        iterations.extend(iters)
-        integrators.append(vegas)
-    return integrators, estimates, iterations
-
-
-def _event_targets(n_total: int, estimates: list[Estimate]) -> list[int]:
-    """Unweighted events per group, in proportion to the groups' cross sections."""
-    total = sum(max(e.value, 0.0) for e in estimates)
-    shares = [max(e.value, 0.0) / total for e in estimates]
-    targets = [round(n_total * s) for s in shares]
-    targets[max(range(len(targets)), key=lambda i: shares[i])] += n_total - sum(targets)
-    return targets
-
-
-def _generate(
-    run: PreparedRun,
-    group: PhaseSpaceGroup,
-    gi: int,
-    vegas: Vegas,
-    target: int,
-    gen: torch.Generator,
-    rep: Reporter,
-) -> tuple[_Sample, Events, float, UnweightingResult]:
-    """Weighted events from the frozen grid until ``target`` unweighted ones are drawn.
-
-    Returns the weighted sample (for the cross section), the unweighted events, and the
-    unweighting efficiency: expected unweighted events per evaluation, sum|w| / (w_max N).
+    MadGraph's survey and refine in miniature: the first iteration shares a group's
+    ``points_per_iteration`` equally among its channels, later ones in proportion to each
+    channel's latest estimate, at least a tenth each (one channel: all of them, always).
     """
     ic = run.card.integrator
-    sample = _Sample()
-    max_batches = 400
-    for _ in range(max_batches):
-        r, jac = vegas.sample(ic.batch_size)
-        sample.add(group.integrand.evaluate(r), jac)
-        w = sample.weights().abs()
-        wmax = find_max_weight(w, max_loss=ic.max_weight_loss) if w.numel() else 0.0
-        expected = float(w.sum()) / wmax if wmax > 0 else 0.0
-        rep.generation(gi, min(expected, target), target, sample.n_eval)
-        if target == 0 or expected >= 1.05 * target + 5:
-            events = _build_events(group, sample, run.params.alpha_ew, gen)
-            res = unweight(events, max_weight=wmax, generator=gen)
-            if len(res.events) >= target:
-                return sample, res.events[:target], expected / sample.n_eval, res
-    raise EvgenError(
-        f"could not generate {target} unweighted events for {group.subprocesses[0].name} "
-        f"in {sample.n_eval} evaluations (unweighting efficiency too low); "
-        "raise integrator.iterations or integrator.points_per_iteration"
-    )
+    grids, functions, labels = [], [], []
+    for unit in units:
+        group = run.groups[unit.group]
+        grids.append(
+            Vegas(
+                group.integrand.n_dim,
+                n_bins=ic.bins,
+                alpha=ic.alpha,
+                seed=run.card.run.seed + 1000 * unit.group + 37 * unit.channel,
+                device=run.device,
+            )
+        )
+        functions.append(functools.partial(group.integrand, channel=unit.channel))
+        multi = group.integrand.n_channels > 1
+        labels.append(group.channels[unit.channel].label if multi else "")
+    ppi = ic.points_per_iteration
+    n_points = [ppi // run.groups[u.group].integrand.n_channels for u in units]
+    history: list[list[Estimate]] = [[] for _ in units]
+    for it in range(ic.iterations):
+        for k, unit in enumerate(units):
+            est = grids[k].train(functions[k], 1, n_points[k])
+            history[k].append(est)
+            rep.iteration(unit.group, it + 1, ic.iterations, est, labels[k])
+        shares = _group_shares(units, [h[-1] for h in history])
+        n_points = [max(round(ppi * share), ppi // 10) for share in shares]
+    skip = int(ic.iterations * _WARMUP_FRACTION)
+    estimates = [combine_estimates(h[skip:]) for h in history]
+    return grids, estimates, [e for h in history for e in h]
+
+
+def _group_shares(units: list[ChannelUnit], estimates: list[Estimate]) -> list[float]:
+    """Each channel's share of its group's cross section (1 for a group's only channel;
+    equal shares where no estimate of the group is positive)."""
+    values = [max(e.value, 0.0) for e in estimates]
+    shares = []
+    for unit, value in zip(units, values, strict=True):
+        group = [v for u, v in zip(units, values, strict=True) if u.group == unit.group]
+        shares.append(value / sum(group) if sum(group) > 0 else 1.0 / len(group))
+    return shares
+
+
+def _shuffled_groups(
+    run: PreparedRun, units: list[ChannelUnit], events: list[Events], gen: torch.Generator
+) -> list[Events]:
+    """Each group's events, its channels' samples joined in random order (so that any
+    leading part of a file is an unbiased sample too); a single channel is kept as is."""
+    out = []
+    for gi in range(len(run.groups)):
+        parts = [e for u, e in zip(units, events, strict=True) if u.group == gi]
+        if len(parts) == 1:
+            out.append(parts[0])
+            continue
+        joined = Events.concatenate(parts)
+        order = torch.randperm(len(joined), generator=gen).to(joined.momenta.device)
+        out.append(joined[order])
+    return out
 
 
 def _write_outputs(run: PreparedRun, events: list[Events], info: RunInfo) -> dict[str, Path]:
@@ -275,9 +229,10 @@ def execute(run: PreparedRun, reporter: Reporter | None = None) -> RunResult:
 
     rep.stage("integration")
     t0 = time.perf_counter()
-    integrators, group_estimates, iterations = _integrate(run, rep)
+    units = _units(run)
+    integrators, unit_estimates, iterations = _integrate(run, units, rep)
     timings["integration"] = time.perf_counter() - t0
-    if sum(e.value for e in group_estimates) <= 0:
+    if sum(e.value for e in unit_estimates) <= 0:
         raise EvgenError(
             f"{run.source}: the cross section is zero within the cuts: no phase-space point "
             "passed them in the integration; loosen the cuts"
@@ -286,26 +241,55 @@ def execute(run: PreparedRun, reporter: Reporter | None = None) -> RunResult:
     rep.stage("generation")
     t0 = time.perf_counter()
     gen = torch.Generator(device="cpu").manual_seed(card.run.seed + 7)
-    targets = _event_targets(card.run.nevents, group_estimates)
-    samples, group_events, efficiencies, unweightings = [], [], [], []
-    for gi, (group, vegas) in enumerate(zip(run.groups, integrators, strict=True)):
-        sample, events, eff, res = _generate(run, group, gi, vegas, targets[gi], gen, rep)
+    ic = card.integrator
+    targets = channel_event_counts(card.run.nevents, unit_estimates, gen)
+    samples, unit_events, efficiencies, unweightings = [], [], [], []
+    for unit, vegas, target, share in zip(
+        units, integrators, targets, _group_shares(units, unit_estimates), strict=True
+    ):
+        sample, events, eff, res = generate_channel(
+            run.groups[unit.group],
+            unit,
+            vegas,
+            target,
+            # batches in proportion to the channel's share of its group (at least 1%)
+            batch_size=max(round(ic.batch_size * share), ic.batch_size // 100, 2),
+            max_weight_loss=ic.max_weight_loss,
+            alpha_qed=run.params.alpha_ew,
+            generator=gen,
+            progress=functools.partial(rep.generation, unit.group),
+        )
         samples.append(sample)
-        group_events.append(events)
+        unit_events.append(events)
         efficiencies.append(eff)
-        unweightings.append(res)
+        if res is not None:
+            unweightings.append(res)
     timings["generation"] = time.perf_counter() - t0
 
-    # Cross sections from the generation samples: frozen grids, so unbiased.
-    sub_results: list[SubprocessResult] = []
-    xs, var = 0.0, 0.0
-    for group, sample, events in zip(run.groups, samples, group_events, strict=True):
+    # Cross sections from the generation samples: frozen grids, so unbiased. A group's
+    # subprocess cross section is the sum over its channels, errors in quadrature.
+    channel_results: list[ChannelResult] = []
+    sub_sums: dict[int, list[float]] = {}  # process id -> [value, variance]
+    for unit, sample, events in zip(units, samples, unit_events, strict=True):
+        group = run.groups[unit.group]
         total, err, per = sample.estimate()
-        xs += total
-        var += err**2
-        for pid, proc, (v, e) in zip(group.process_ids, group.subprocesses, per, strict=True):
+        label = group.channels[unit.channel].label
+        channel_results.append(
+            ChannelResult(unit.group, unit.channel, label, total, err, len(events), sample.n_eval)
+        )
+        for pid, (v, e) in zip(group.process_ids, per, strict=True):
+            acc = sub_sums.setdefault(pid, [0.0, 0.0])
+            acc[0] += v
+            acc[1] += e**2
+    xs = sum(c.cross_section_pb for c in channel_results)
+    var = sum(c.error_pb**2 for c in channel_results)
+    group_events = _shuffled_groups(run, units, unit_events, gen)
+    sub_results: list[SubprocessResult] = []
+    for group, events in zip(run.groups, group_events, strict=True):
+        for pid, proc in zip(group.process_ids, group.subprocesses, strict=True):
+            v, v2 = sub_sums[pid]
             n_ev = int((events.process_id == pid).sum())
-            sub_results.append(SubprocessResult(pid, proc.name, v, e, n_ev))
+            sub_results.append(SubprocessResult(pid, proc.name, v, math.sqrt(v2), n_ev))
     n_events = sum(len(e) for e in group_events)
     # Unweighted events share one weight, sigma/N in pb (LHE IDWTUP = 3): they sum to sigma.
     event_weight = xs / n_events
@@ -337,16 +321,17 @@ def execute(run: PreparedRun, reporter: Reporter | None = None) -> RunResult:
         process=card.process,
         cross_section_pb=xs,
         error_pb=math.sqrt(var),
-        chi2_dof=max(e.chi2_dof for e in group_estimates),
+        chi2_dof=max(e.chi2_dof for e in unit_estimates),
         integration=iterations,
         subprocesses=sub_results,
+        channels=channel_results,
         n_weighted=n_weighted,
         n_events=n_events,
         unweighting_efficiency=sum(e * s.n_eval for e, s in zip(efficiencies, samples, strict=True))
         / n_weighted,
-        max_weight_pb=max(r.max_weight for r in unweightings),
+        max_weight_pb=max((r.max_weight for r in unweightings), default=0.0),
         n_overweight=sum(r.n_overweight for r in unweightings),
-        overweight_fraction=max(r.overweight_fraction_xs for r in unweightings),
+        overweight_fraction=max((r.overweight_fraction_xs for r in unweightings), default=0.0),
         timings=timings,
         outputs={k: str(p) for k, p in paths.items()},
     )

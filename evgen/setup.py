@@ -4,8 +4,17 @@
 PDF set, alpha_s, scales, cuts, phase space) and checks it against the collider (cuts
 and masses against sqrt(s)) and the file system (the output folder), so a bad card fails
 in a second with a :class:`~evgen.errors.CardError` naming the key, and nothing is written.
-Subprocesses with the same outgoing masses share one phase-space mapping and one
-integrator (a :class:`PhaseSpaceGroup`). Energies in GeV.
+Subprocesses with the same outgoing masses share one integrand (a
+:class:`PhaseSpaceGroup`). Energies in GeV.
+
+Channels (``integrator.multichannel``, the default): each diagram channel of the group's
+processes gets a mapping of tau = s_hat / S. A channel with a massive s-channel
+propagator that makes the whole final state, inside the s_hat window, gets that
+resonance's mapping (Breit-Wigner + power-law mixture, see LuminosityMapping); every other
+channel (photon, gluon, t-channel lines) the power law tau^-nu. Channels whose mappings
+are the same are merged into one integrand channel, their prior weights summed: p p > t t~
+has one channel, p p > e+ e- two (photon; Z) or three with a Z'. Lepton collisions have
+a fixed s_hat, so all their channels merge into one.
 """
 
 from __future__ import annotations
@@ -13,7 +22,7 @@ from __future__ import annotations
 import math
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -29,18 +38,37 @@ from evgen.params import SMParameters
 from evgen.pdf import PDFSet, load_pdf
 from evgen.phasespace import HadronicPhaseSpace, LeptonicPhaseSpace
 from evgen.scales import ScaleChoice
-from processes.base import Process
+from processes.base import Channel, Process
+from processes.particles import particle_name
 
-__all__ = ["PreparedRun", "PhaseSpaceGroup", "prepare"]
+__all__ = ["PreparedRun", "PhaseSpaceGroup", "ChannelInfo", "prepare"]
+
+Resonance = tuple[float, float]  # (mass, width) in GeV
+
+
+@dataclass(frozen=True)
+class ChannelInfo:
+    """One integrand channel: what its tau mapping peaks on and which diagrams it holds.
+
+    Attributes:
+        label: the diagrams merged into it by their propagators, e.g. ``"a"``, ``"z"``,
+            ``"g/t(t-ch)"`` (several propagators of one diagram are joined by ``+``).
+        resonance: (mass, width) in GeV of the Breit-Wigner of its mapping, or ``None``
+            for the power law alone.
+    """
+
+    label: str
+    resonance: Resonance | None
 
 
 @dataclass
 class PhaseSpaceGroup:
-    """Subprocesses that share one phase-space mapping and one integrator."""
+    """Subprocesses that share one integrand (one final state), with its channels."""
 
     subprocesses: list[Process]
     process_ids: list[int]
     integrand: Integrand
+    channels: list[ChannelInfo] = field(default_factory=list)
 
 
 @dataclass
@@ -84,6 +112,55 @@ def _check_output_dir(path: Path, source: str) -> None:
         ) from None
 
 
+def _channel_resonance(
+    channel: Channel, n_out: int, s_min: float, s_max: float
+) -> Resonance | None:
+    """The heaviest massive s-channel propagator of ``channel`` that makes the whole final
+    state with its mass inside [s_min, s_max] (GeV^2), or None (power-law mapping)."""
+    best: Resonance | None = None
+    for prop in channel.s_resonances():
+        if len(prop.legs) == n_out and prop.width > 0 and s_min <= prop.mass**2 <= s_max:
+            if best is None or prop.mass > best[0]:
+                best = (prop.mass, prop.width)
+    return best
+
+
+def _propagator_label(channel: Channel) -> str:
+    names = []
+    for prop in channel.propagators:
+        try:
+            name = particle_name(prop.pdg)
+        except ProcessError:
+            name = str(prop.pdg)
+        names.append(name if prop.kind == "s" else f"{name}(t-ch)")
+    return "+".join(names) or "flat"
+
+
+def _channel_plan(
+    procs: list[Process], n_out: int, s_min: float, s_max: float, hadronic: bool
+) -> tuple[list[ChannelInfo], list[list[int]]]:
+    """Merge the processes' channels by mapping: the channels (in order of first
+    appearance) and, per process, the integrand channel of each of its channels."""
+    keys: list[Resonance | None] = []
+    labels: list[list[str]] = []
+    channel_of: list[list[int]] = []
+    for proc in procs:
+        indices = []
+        for channel in proc.channels():
+            key = _channel_resonance(channel, n_out, s_min, s_max) if hadronic else None
+            if key not in keys:
+                keys.append(key)
+                labels.append([])
+            k = keys.index(key)
+            label = _propagator_label(channel)
+            if label not in labels[k]:
+                labels[k].append(label)
+            indices.append(k)
+        channel_of.append(indices)
+    infos = [ChannelInfo("/".join(lab), key) for lab, key in zip(labels, keys, strict=True)]
+    return infos, channel_of
+
+
 def _resonance(subprocesses: list[Process], n_out: int) -> tuple[float, float] | None:
     """The heaviest massive s-channel propagator that produces the whole final state."""
     best: tuple[float, float] | None = None
@@ -119,10 +196,15 @@ def prepare(card: RunCard, card_text: str = "", source: str = "<card>") -> Prepa
             f"{source}: run.device: {card.run.device!r} requested but CUDA is not available"
         )
     try:
-        params = SMParameters().with_overrides(**card.model.overrides())
+        params = SMParameters().with_overrides(**card.model.overrides(), zprime=card.model.zprime())
         _ = params.mw
     except ValueError as err:
         raise CardError(f"{source}: {err}") from None
+    if params.zprime is not None and not params.wzp > 0:
+        raise CardError(
+            f"{source}: model.zp_couplings: the Z' couples to no fermion (its width is 0); "
+            "give non-zero couplings or model.wzp"
+        )
 
     beams = (
         parse_beam(card.beams.particles[0], card.beams.energies[0], f"{source}: beams.particles"),
@@ -178,24 +260,41 @@ def prepare(card: RunCard, card_text: str = "", source: str = "<card>") -> Prepa
                 f"{math.sqrt(s_collider):.6g} GeV (beams.energies): no event is possible"
             )
         n_out = len(masses)
-        if all(b.is_hadron for b in beams):
-            ps: HadronicPhaseSpace | LeptonicPhaseSpace = HadronicPhaseSpace(
-                beams[0].energy,
-                beams[1].energy,
-                masses,
-                s_hat_min=s_min,
-                s_hat_max=None if math.isinf(s_max) else min(s_max, s_collider),
-                resonance=_resonance(procs, n_out),
-            )
-        elif not any(b.is_hadron for b in beams):
-            ps = LeptonicPhaseSpace(beams[0].energy, beams[1].energy, masses)
-        else:
+        hadronic = all(b.is_hadron for b in beams)
+        if not hadronic and any(b.is_hadron for b in beams):
             raise CardError(
                 f"{source}: beams.particles: lepton-hadron collisions are not supported yet"
             )
+        s_hi = min(s_max, s_collider)
+        if card.integrator.multichannel:
+            channels, channel_of = _channel_plan(procs, n_out, s_min, s_hi, hadronic)
+        else:  # one mapping, on the heaviest resonance (if any)
+            merged, _ = _channel_plan(procs, n_out, s_min, s_hi, hadronic)
+            res = _resonance(procs, n_out) if hadronic else None
+            channels = [ChannelInfo("/".join(c.label for c in merged), res)]
+            channel_of = [[0] * len(p.channels()) for p in procs]
+        # A resonance channel next to a power-law channel leaves the continuum to it and
+        # maps a pure Breit-Wigner; a lone resonance channel keeps the mixture.
+        bw_fraction = 1.0 if any(c.resonance is None for c in channels) else 0.5
+        spaces: list[HadronicPhaseSpace | LeptonicPhaseSpace] = []
+        for info in channels:
+            if hadronic:
+                spaces.append(
+                    HadronicPhaseSpace(
+                        beams[0].energy,
+                        beams[1].energy,
+                        masses,
+                        s_hat_min=s_min,
+                        s_hat_max=None if math.isinf(s_max) else s_hi,
+                        resonance=info.resonance,
+                        bw_fraction=bw_fraction,
+                    )
+                )
+            else:
+                spaces.append(LeptonicPhaseSpace(beams[0].energy, beams[1].energy, masses))
         scale = ScaleChoice(card.scale, s_channel_core=_has_s_channel_core(procs[0]))
-        integrand = Integrand(procs, ps, beams, pdf, alpha_s, scale, cuts)
-        groups.append(PhaseSpaceGroup(procs, [i for i, _ in members], integrand))
+        integrand = Integrand(procs, spaces, beams, pdf, alpha_s, scale, cuts, channel_of)
+        groups.append(PhaseSpaceGroup(procs, [i for i, _ in members], integrand, channels))
 
     output_dir = Path(card.output.path)
     _check_output_dir(output_dir, source)

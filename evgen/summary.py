@@ -43,6 +43,18 @@ def result_to_dict(result: RunResult) -> dict[str, Any]:
             }
             for s in result.subprocesses
         ],
+        "channels": [
+            {
+                "group": c.group,
+                "channel": c.channel,
+                "label": c.label,
+                "cross_section_pb": c.cross_section_pb,
+                "error_pb": c.error_pb,
+                "events": c.n_events,
+                "evaluations": c.n_eval,
+            }
+            for c in result.channels
+        ],
         "integration_iterations": [
             {"value_pb": e.value, "error_pb": e.error, "n_eval": e.n_eval}
             for e in result.integration

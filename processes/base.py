@@ -10,6 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
+import torch
 from torch import Tensor
 
 from evgen.params import SMParameters
@@ -53,7 +54,8 @@ class Process(ABC):
     """A partonic process with fixed external particles.
 
     Subclasses set ``incoming`` and ``outgoing`` (PDG ids) and implement
-    :meth:`matrix_element`, :meth:`channels` and :meth:`colour_flow`.
+    :meth:`matrix_element`, :meth:`channels` and :meth:`colour_flow`; a process with
+    more than one channel overrides :meth:`channel_weights`.
 
     Attributes:
         name: MadGraph syntax, e.g. ``"g g > t t~"``.
@@ -115,6 +117,28 @@ class Process(ABC):
     @abstractmethod
     def channels(self) -> list[Channel]:
         """The diagram topologies whose propagators the phase space should map."""
+
+    def channel_weights(self, momenta: Tensor) -> Tensor:
+        """Single-diagram-enhanced (SDE) prior weights of the channels at each point.
+
+        MadGraph's multi-channel weights alpha_i = |M_i|^2 / sum_j |M_j|^2, with M_i the
+        amplitude of the diagram of channel i alone (Maltoni & Stelzer, JHEP 02 (2003)
+        027, hep-ph/0208156). Every row is non-negative and sums to 1. This default is
+        uniform over :meth:`channels`; processes with several channels override it.
+
+        Args:
+            momenta: (n, n_ext, 4) in GeV.
+
+        Returns:
+            (n, len(channels())) float64, columns in the order of :meth:`channels`.
+        """
+        n_channels = len(self.channels())
+        return torch.full(
+            (momenta.shape[0], n_channels),
+            1.0 / n_channels,
+            dtype=momenta.dtype,
+            device=momenta.device,
+        )
 
     @abstractmethod
     def colour_flow(self, momenta: Tensor, u: Tensor) -> Tensor:

@@ -1,4 +1,5 @@
-"""f f~ > l+ l- through the s-channel photon and Z (Drell-Yan, e+ e- > mu+ mu-).
+"""f f~ > l+ l- through the s-channel photon, Z and (if the model has one) Z' (Drell-Yan,
+e+ e- > mu+ mu-).
 
 Example:
     >>> from processes import load
@@ -10,12 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import torch
 from torch import Tensor
 
 from evgen.kinematics import dot
 from evgen.params import SMParameters
 from processes.base import Channel, Propagator
-from processes.particles import charge, is_quark, weak_isospin
+from processes.particles import charge, is_quark
 from processes.registry import AnalyticProcess, register
 
 __all__ = ["DrellYan"]
@@ -26,36 +28,44 @@ _LEPTONS = (11, 13, 15)  # e mu ta (massless, as in SMParameters)
 
 @register
 class DrellYan(AnalyticProcess):
-    """f f~ > l+ l- via s-channel photon and Z, massless fermions, f != l.
+    """f f~ > l+ l- via s-channel photon, Z and Z' (PDG 32, when the model has one),
+    massless fermions, f != l.
 
     With f the incoming fermion, l- the outgoing one, s = (p_f + p_f~)^2,
     t = (p_f - p_l-)^2 and u = (p_f - p_l+)^2 (all masses zero), the helicity
     amplitudes of chiralities i (f line) and j (l line) are, up to a phase,
 
-        A_ij = e^2 [ Q_f Q_l / s + g_i^f g_j^l / (sw2 cw2) / (s - MZ^2 + i MZ GZ) ],
-        g_L = T3 - Q sw2,  g_R = -Q sw2,
+        A_ij = sum_V c_i^f(V) c_j^l(V) P_V(s),
+        P_photon = 1/s,   P_V = 1 / (s - M_V^2 + i M_V Gamma_V)   (V = Z, Z'),
 
-    and the spin- and colour-averaged |M|^2 is
+    with vertices -i gamma^mu (c_L P_L + c_R P_R): c(photon) = e Q for both
+    chiralities, c_L(Z) = g_Z (T3 - Q sw2), c_R(Z) = -g_Z Q sw2 (g_Z = e/(sw cw)), and
+    the Z' couplings of :meth:`SMParameters.zprime_couplings` (SSM: the Z's). The
+    spin- and colour-averaged |M|^2 is
 
         |M|^2 = (1/N_f) [ (|A_LL|^2 + |A_RR|^2) u^2 + (|A_LR|^2 + |A_RL|^2) t^2 ],
 
     with N_f = 3 for quarks (colour average) and 1 for leptons. sw2 is on shell,
-    1 - MW^2/MZ^2, and e = sqrt(4 pi alpha) as in MadGraph's ``sm``; the Z has a fixed
-    width in the s-channel as in MadGraph (its p^mu p^nu / MZ^2 term vanishes for
-    massless fermions). Source: the helicity form of e+e- -> mu+mu- with the Z, e.g.
-    Ellis, Stirling & Webber, *QCD and Collider Physics* (CUP 1996), Sec. 3.1, and
+    1 - MW^2/MZ^2, and e = sqrt(4 pi alpha) as in MadGraph's ``sm``; the Z and Z' have
+    fixed widths in the s-channel as in MadGraph (their p^mu p^nu / M^2 terms vanish
+    for massless fermions). Source: the helicity form of e+e- -> mu+mu- with the Z,
+    e.g. Ellis, Stirling & Webber, *QCD and Collider Physics* (CUP 1996), Sec. 3.1, and
     Peskin & Schroeder, *An Introduction to QFT*, Sec. 5.2 (QED helicity amplitudes).
     Its angular integral reproduces ESW's
     d sigma / d Omega = alpha^2/(4s) [A0 (1 + cos^2 theta) + A1 cos theta] (tested).
 
+    Channels: one per diagram (photon, Z, Z'), and the SDE weights are the squares of
+    the single diagrams, |M_V|^2 (each s-channel diagram alone is gauge invariant
+    here), see :meth:`diagram_squares`.
+
     Args:
         incoming: (f, f~) or (f~, f) PDG ids, f in d u s c b e- mu- ta-.
         outgoing: (l+, l-) or (l-, l+) PDG ids, l in e mu ta, l != f.
-        params: Standard Model parameters.
+        params: Standard Model parameters (with an optional Z').
     """
 
     alpha_ew_power = 2
-    coverage = "f f~ > l+ l- (photon + Z, f = d u s c b e mu ta, l = e mu ta, l != f)"
+    coverage = "f f~ > l+ l- (photon + Z (+ Z'), f = d u s c b e mu ta, l = e mu ta, l != f)"
 
     @classmethod
     def partonic_processes(cls) -> Iterator[tuple[tuple[int, int], tuple[int, ...]]]:
@@ -79,43 +89,68 @@ class DrellYan(AnalyticProcess):
         self._i_f, self._i_fbar = self.index_of(f), self.index_of(-f)
         self._i_lm, self._i_lp = self.index_of(lep), self.index_of(-lep)
         p = self.params
-        q_f, q_l = charge(f), charge(lep)
-        g_f = (weak_isospin(f) - q_f * p.sw2, -q_f * p.sw2)  # (L, R)
-        g_l = (weak_isospin(lep) - q_l * p.sw2, -q_l * p.sw2)
-        norm = 1.0 / (p.sw2 * p.cw2)
-        self._qq = q_f * q_l
-        # Z couplings for (LL + RR) and (LR + RL) helicity combinations.
-        self._z_same = (norm * g_f[0] * g_l[0], norm * g_f[1] * g_l[1])
-        self._z_opposite = (norm * g_f[0] * g_l[1], norm * g_f[1] * g_l[0])
+        # One row per boson: (pdg, mass, width, (left, right) on the f line, on the l line).
+        e = p.ee
+        self._bosons = [
+            (22, 0.0, 0.0, (e * charge(f),) * 2, (e * charge(lep),) * 2),
+            (23, p.mz, p.wz, p.z_couplings(f), p.z_couplings(lep)),
+        ]
+        if p.zprime is not None:
+            zp = (32, p.zprime.mass, p.wzp, p.zprime_couplings(f), p.zprime_couplings(lep))
+            self._bosons.append(zp)
+        # Helicity couplings per boson, columns LL, RR, LR, RL (f line, l line).
+        self._couplings = [
+            (cf[0] * cl[0], cf[1] * cl[1], cf[0] * cl[1], cf[1] * cl[0])
+            for _, _, _, cf, cl in self._bosons
+        ]
         self._quarks = is_quark(f)
         self._colour_average = 1.0 / 3.0 if self._quarks else 1.0
 
-    def matrix_element(self, momenta: Tensor, alpha_s: Tensor | float | None = None) -> Tensor:
-        """|M|^2, (n,) dimensionless; ``alpha_s`` is ignored. momenta (n, 4, 4) GeV."""
-        p = self.params
-        pf, pfbar = momenta[:, self._i_f], momenta[:, self._i_fbar]
-        s = 2.0 * dot(pf, pfbar)
+    def _parts(self, momenta: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Propagators (re, im), (n, n_bosons); couplings (n_bosons, 4); kinematic
+        factors (u^2, u^2, t^2, t^2), (n, 4)."""
+        pf = momenta[:, self._i_f]
+        s = 2.0 * dot(pf, momenta[:, self._i_fbar])
         t = -2.0 * dot(pf, momenta[:, self._i_lm])
         u = -2.0 * dot(pf, momenta[:, self._i_lp])
-        mz2, mzwz = p.mz**2, p.mz * p.wz
-        denom = (s - mz2) ** 2 + mzwz**2
-        z_re, z_im = (s - mz2) / denom, -mzwz / denom  # 1/(s - MZ^2 + i MZ GZ)
-        photon = self._qq / s
+        re, im = [], []
+        for _, mass, width, _, _ in self._bosons:
+            if mass == 0.0:
+                re.append(1.0 / s)
+                im.append(torch.zeros_like(s))
+                continue
+            m2, mg = mass * mass, mass * width
+            denom = (s - m2) ** 2 + mg * mg
+            re.append((s - m2) / denom)  # 1 / (s - M^2 + i M G)
+            im.append(-mg / denom)
+        kin = torch.stack([u * u, u * u, t * t, t * t], dim=-1)
+        couplings = torch.tensor(self._couplings, dtype=momenta.dtype, device=momenta.device)
+        return torch.stack(re, dim=-1), torch.stack(im, dim=-1), couplings, kin
 
-        def amp2(k: float) -> Tensor:
-            return (photon + k * z_re) ** 2 + (k * z_im) ** 2
+    def matrix_element(self, momenta: Tensor, alpha_s: Tensor | float | None = None) -> Tensor:
+        """|M|^2, (n,) dimensionless; ``alpha_s`` is ignored. momenta (n, 4, 4) GeV."""
+        re, im, couplings, kin = self._parts(momenta)
+        amp2 = (re @ couplings) ** 2 + (im @ couplings) ** 2  # |A_h|^2, (n, 4)
+        return self._colour_average * (amp2 * kin).sum(dim=-1)
 
-        same = amp2(self._z_same[0]) + amp2(self._z_same[1])
-        opposite = amp2(self._z_opposite[0]) + amp2(self._z_opposite[1])
-        e4 = p.ee**4
-        return self._colour_average * e4 * (same * u**2 + opposite * t**2)
+    def diagram_squares(self, momenta: Tensor) -> Tensor:
+        """|M_V|^2 of each diagram alone (photon, Z, Z'), (n, n_diagrams), averaged as
+        :meth:`matrix_element`; their sum differs from it by the interference."""
+        re, im, couplings, kin = self._parts(momenta)
+        return self._colour_average * (re * re + im * im) * (kin @ (couplings**2).T)
+
+    def channel_weights(self, momenta: Tensor) -> Tensor:
+        """SDE weights |M_V|^2 / sum_W |M_W|^2, (n, n_diagrams), photon, Z, Z' order."""
+        squares = self.diagram_squares(momenta)
+        total = squares.sum(dim=-1, keepdim=True)
+        uniform = torch.full_like(squares, 1.0 / squares.shape[-1])
+        return torch.where(total > 0, squares / torch.where(total > 0, total, 1.0), uniform)
 
     def channels(self) -> list[Channel]:
-        """One channel per diagram: s-channel photon and s-channel Z (legs 2, 3)."""
-        p = self.params
+        """One channel per diagram: s-channel photon, Z (and Z') into legs 2, 3."""
         return [
-            Channel((Propagator(22, 0.0, 0.0, "s", (2, 3)),)),
-            Channel((Propagator(23, p.mz, p.wz, "s", (2, 3)),)),
+            Channel((Propagator(pdg, mass, width, "s", (2, 3)),))
+            for pdg, mass, width, _, _ in self._bosons
         ]
 
     def colour_flow(self, momenta: Tensor, u: Tensor) -> Tensor:

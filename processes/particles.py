@@ -83,6 +83,7 @@ def _table() -> dict[str, Particle]:
         Particle("w+", 24, 1.0, 1.0, 1),
         Particle("w-", -24, -1.0, -1.0, 1),
         Particle("h", 25, 0.0, -0.5, 1),
+        Particle("zp", 32, 0.0, 0.0, 1),  # a Z' (model.mzp), as in MadGraph's Z' models
     ]
     return {p.name: p for p in rows}
 

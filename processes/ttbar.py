@@ -169,6 +169,24 @@ class GGToTTbar(_TopPair):
             Channel((Propagator(6, mt, 0.0, "t", (self._i_tbar,)),)),
         ]
 
+    def channel_weights(self, momenta: Tensor) -> Tensor:
+        """Prior weights of the s-, t- and u-channel, (n, 3), from the propagators alone.
+
+        The three diagrams are not separately gauge invariant (their squares depend on the
+        gluon gauge and polarisation basis), so instead of |M_i|^2 each channel gets the
+        inverse squared denominator of its propagator, the propagator-based weights of
+        Mattelaer & Ostrolenk, Eur. Phys. J. C 81 (2021) 435, arXiv:2102.00773
+        (MadGraph's ``sde_strategy = 2``):
+
+            alpha ~ (1/s^2, 1/(m^2 - t)^2, 1/(m^2 - u)^2) ~ (1, 1/tau1^2, 1/tau2^2),
+
+        using m^2 - t = s tau1 and m^2 - u = s tau2. The t (u) channel dominates where the
+        top goes along gluon 1 (gluon 2), as its colour-ordered amplitude does.
+        """
+        tau1, tau2, _ = self._taus(momenta)
+        raw = torch.stack([torch.ones_like(tau1), tau1 ** (-2), tau2 ** (-2)], dim=-1)
+        return raw / raw.sum(dim=-1, keepdim=True)
+
     def flow_probabilities(self, momenta: Tensor) -> Tensor:
         """(n, 2) probabilities of the flows g1 -> t (column 0) and g2 -> t (column 1)."""
         tau1, tau2, _ = self._taus(momenta)

@@ -7,7 +7,9 @@ spin/polarisation state, and |amplitude|^2 is summed over states with colour fac
 computed from explicit Gell-Mann matrices. Couplings are rebuilt from
 (alpha, G_F, MZ) here, not read from ``SMParameters``' derived properties. The
 closed forms in the library (ESW variables, helicity sums) are thus checked against
-Feynman rules, to 1e-10 relative (float64 rounding with a margin).
+Feynman rules, to 1e-10 relative (float64 rounding with a margin). Drell-Yan with a Z'
+(PDG 32) adds its s-channel diagram with couplings built here from the model's inputs
+(SSM: the Z's couplings; or explicit chiral / vector-axial ones).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import pytest
 import torch
 from scipy.integrate import quad
 
-from evgen.params import SMParameters
+from evgen.params import SMParameters, ZPrime, ZPrimeCouplings
 from processes import load, registered_names
 
 PARAMS = SMParameters()
@@ -175,7 +177,76 @@ def z_couplings(pdg: int) -> tuple[float, float]:
     return (G_Z * (t3 - charge * SW2), -G_Z * charge * SW2)
 
 
-def reference_drell_yan(pdgs, moms) -> float:
+#: Z' models for the tests: (name, SMParameters Z', reference (mass, width, couplings)).
+#: Reference couplings are (left, right) in units of G_Z by fermion kind.
+def _zp_width_reference(mass: float, couplings: dict[str, tuple[float, float]]) -> float:
+    """Gamma(Z') = sum_f N_c M beta / (12 pi) [v^2 (1 + 2x) + a^2 beta^2], v = (L + R)/2,
+    a = (L - R)/2, x = m^2/M^2 (the vector/axial form; t and b massive, the rest massless)."""
+    total = 0.0
+    for pdg, (_, _, quark) in FERMIONS.items():
+        left, right = (G_Z * c for c in couplings[_kind(pdg)])
+        x = (MT / mass) ** 2 if pdg == 6 else (PARAMS.mb / mass) ** 2 if pdg == 5 else 0.0
+        if 4 * x >= 1:
+            continue  # below threshold
+        beta = math.sqrt(1 - 4 * x)
+        v, a = (left + right) / 2, (left - right) / 2
+        total += (
+            (3 if quark else 1)
+            * mass
+            * beta
+            / (12 * math.pi)
+            * (v * v * (1 + 2 * x) + a * a * beta * beta)
+        )
+    return total
+
+
+def _kind(pdg: int) -> str:
+    return {1: "d", 2: "u", 11: "l", 12: "nu"}[
+        {3: 1, 5: 1, 4: 2, 6: 2, 13: 11, 15: 11, 14: 12, 16: 12}.get(abs(pdg), abs(pdg))
+    ]
+
+
+def _ssm_couplings(strength: float = 1.0) -> dict[str, tuple[float, float]]:
+    out = {}
+    for kind, pdg in (("u", 2), ("d", 1), ("l", 11), ("nu", 12)):
+        charge, t3, _ = FERMIONS[pdg]
+        out[kind] = (strength * (t3 - charge * SW2), -strength * charge * SW2)
+    return out
+
+
+ZPRIME_MODELS = {
+    # SSM at 1.5 TeV, width from its couplings
+    "ssm": (ZPrime(1500.0), 1500.0, None, _ssm_couplings()),
+    # explicit chiral couplings, an overall strength and a given width
+    "chiral": (
+        ZPrime(2000.0, 80.0, ZPrimeCouplings((0.4, -0.2), (-0.5, 0.1), (-0.3, 0.25)), 0.7),
+        2000.0,
+        80.0,
+        {"u": (0.28, -0.14), "d": (-0.35, 0.07), "l": (-0.21, 0.175), "nu": (0.0, 0.0)},
+    ),
+    # vector/axial given: v = 1, a = 0.5 for quarks -> L = 0.75, R = 0.25; leptons pure axial
+    "vector_axial": (
+        ZPrime(
+            3000.0,
+            None,
+            ZPrimeCouplings(
+                ZPrimeCouplings.chiral_from_vector_axial(1.0, 0.5),
+                ZPrimeCouplings.chiral_from_vector_axial(1.0, 0.5),
+                ZPrimeCouplings.chiral_from_vector_axial(0.0, 1.0),
+            ),
+        ),
+        3000.0,
+        None,
+        {"u": (0.75, 0.25), "d": (0.75, 0.25), "l": (0.5, -0.5), "nu": (0.0, 0.0)},
+    ),
+}
+
+
+def reference_drell_yan(
+    pdgs, moms, zprime: tuple | None = None, diagram: int | None = None
+) -> float:
+    """``zprime``: (mass, width or None for the reference width, couplings by kind);
+    ``diagram``: 0, 1, 2 for the photon, Z or Z' diagram alone (its |M_i|^2)."""
     f, lep = max(pdgs[:2]), max(pdgs[2:])
     qf, _, quark = FERMIONS[f]
     ql = FERMIONS[lep][0]
@@ -183,6 +254,14 @@ def reference_drell_yan(pdgs, moms) -> float:
         (0.0, 0.0, (E_EM * qf, E_EM * qf), (E_EM * ql, E_EM * ql)),
         (MZ, GZ, z_couplings(f), z_couplings(lep)),
     ]
+    if zprime is not None:
+        mass, width, couplings = zprime
+        width = _zp_width_reference(mass, couplings) if width is None else width
+        c_f = tuple(G_Z * c for c in couplings[_kind(f)])
+        c_l = tuple(G_Z * c for c in couplings[_kind(lep)])
+        bosons.append((mass, width, c_f, c_l))
+    if diagram is not None:
+        bosons = bosons[diagram : diagram + 1]
     # colour: sum_ij |delta_ij|^2 / 9 for quarks
     colour = np.trace(np.eye(3)).real / 9 if quark else 1.0
     return four_fermion(pdgs, moms, bosons, colour, {}) / 4
@@ -280,6 +359,109 @@ def test_matrix_element_matches_feynman_diagrams(name: str) -> None:
         [reference(list(proc.pdg_ids), p, a) for p, a in zip(points, alpha_s, strict=True)]
     )
     np.testing.assert_allclose(got, want, rtol=RTOL, atol=0)
+
+
+DY_ZPRIME_NAMES = [
+    "u u~ > e+ e-",
+    "d~ d > mu- mu+",
+    "c c~ > ta+ ta-",
+    "s~ s > e+ e-",
+    "e+ e- > mu+ mu-",
+    "mu- mu+ > ta- ta+",
+]
+
+
+@pytest.mark.parametrize("model", list(ZPRIME_MODELS))
+@pytest.mark.parametrize("name", DY_ZPRIME_NAMES)
+def test_drell_yan_with_zprime_matches_feynman_diagrams(name: str, model: str) -> None:
+    """Photon + Z + Z' interfering, |M|^2 == explicit diagrams to 1e-10, at sqrt(s) = MZ,
+    MZ', MZ' +- its width and random points (both beam orders among the names)."""
+    zp, mass, width, couplings = ZPRIME_MODELS[model]
+    proc = load(name, SMParameters(zprime=zp))
+    gamma = _zp_width_reference(mass, couplings) if width is None else width
+    rng = np.random.default_rng(zlib.crc32((name + model).encode()))
+    roots = [MZ, mass, mass - gamma, mass + gamma, *rng.uniform(20.0, 2 * mass, 4)]
+    points = [
+        two_to_two(
+            r, rng.uniform(-0.99, 0.99), rng.uniform(0, 2 * math.pi), rng.uniform(-1, 1), 0, 0
+        )
+        for r in roots
+    ]
+    got = proc.matrix_element(torch.tensor(np.array(points))).numpy()
+    want = [reference_drell_yan(list(proc.pdg_ids), p, (mass, width, couplings)) for p in points]
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=0)
+    # the Z' matters at its peak: without it |M|^2 there is over 10 times smaller
+    assert got[1] > 10 * reference_drell_yan(list(proc.pdg_ids), points[1])
+
+
+@pytest.mark.parametrize("name", ["u u~ > e+ e-", "d~ d > mu+ mu-", "e+ e- > ta+ ta-"])
+def test_drell_yan_sde_weights_are_single_diagram_squares(name: str) -> None:
+    """channel_weights = |M_i|^2 / sum_j |M_j|^2 with each |M_i|^2 from its diagram alone."""
+    zp, mass, width, couplings = ZPRIME_MODELS["ssm"]
+    proc = load(name, SMParameters(zprime=zp))
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    roots = [10.0, MZ, 0.5 * (MZ + mass), mass, *rng.uniform(20.0, 3000.0, 3)]
+    points = [two_to_two(r, rng.uniform(-0.99, 0.99), 0.7, rng.uniform(-1, 1), 0, 0) for r in roots]
+    squares = np.array(
+        [
+            [
+                reference_drell_yan(list(proc.pdg_ids), p, (mass, width, couplings), d)
+                for d in range(3)
+            ]
+            for p in points
+        ]
+    )
+    moms = torch.tensor(np.array(points))
+    np.testing.assert_allclose(proc.diagram_squares(moms).numpy(), squares, rtol=RTOL, atol=0)
+    want = squares / squares.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(proc.channel_weights(moms).numpy(), want, rtol=RTOL, atol=1e-15)
+
+
+@pytest.mark.parametrize("model", list(ZPRIME_MODELS))
+def test_zprime_width_from_couplings(model: str) -> None:
+    """The model's Z' width (given, or the sum of its partial widths) against the
+    vector/axial form computed here; the SSM at M = MZ gives the Z's LO width."""
+    zp, mass, width, couplings = ZPRIME_MODELS[model]
+    want = _zp_width_reference(mass, couplings) if width is None else width
+    assert SMParameters(zprime=zp).wzp == pytest.approx(want, rel=1e-12)
+    z_like = SMParameters(zprime=ZPrime(MZ)).wzp
+    assert z_like == pytest.approx(_zp_width_reference(MZ, _ssm_couplings()), rel=1e-12)
+    assert z_like == pytest.approx(GZ, rel=3e-3)  # MadGraph's WZ, LO without QCD corrections
+    assert SMParameters(zprime=ZPrime(1500.0)).wzp / 1500.0 == pytest.approx(0.0298, abs=2e-4)
+
+
+@pytest.mark.parametrize("name", ["e+ e- > mu+ mu-", "u u~ > e+ e-", "d~ d > e+ e-"])
+def test_ssm_zprime_peak_cross_section_from_partial_widths(name: str) -> None:
+    """At sqrt(s) = MZ' the Z' diagram alone gives the Breit-Wigner peak cross section
+
+        sigma_peak = 12 pi Gamma(Z' -> f f~) Gamma(Z' -> l+ l-) / (MZ'^2 Gamma^2 N_c^2)
+
+    (spin 1, averaged over the initial spins and N_c^2 colours; Gamma_ff summed over
+    colours), with partial and total widths from the vector/axial formula above.
+    Integrated here over cos(theta) with Gauss-Legendre, exact for its quadratic shape."""
+    mass = 1500.0
+    proc = load(name, SMParameters(zprime=ZPrime(mass)))
+    f = max(proc.incoming)
+    couplings = _ssm_couplings()
+
+    def partial(kind: str, n_c: int) -> float:
+        left, right = (G_Z * c for c in couplings[kind])
+        return n_c * mass / (12 * math.pi) * ((left + right) ** 2 + (left - right) ** 2) / 4
+
+    n_c = 3 if FERMIONS[f][2] else 1
+    gamma = _zp_width_reference(mass, couplings)
+    peak = 12 * math.pi * partial(_kind(f), n_c) * partial("l", 1) / (mass * gamma * n_c) ** 2
+    cos, weights = np.polynomial.legendre.leggauss(4)
+    moms = []
+    for c in cos:
+        p = two_to_two(mass, c, 0.3, 0.0, 0.0, 0.0)  # p[0] along +z: put the fermion there
+        order = [0, 1] if proc.pdg_ids[0] > 0 else [1, 0]
+        lep = [2, 3] if proc.pdg_ids[2] > 0 else [3, 2]
+        moms.append([p[order[0]], p[order[1]], p[lep[0]], p[lep[1]]])
+    z_prime = proc.diagram_squares(torch.tensor(np.array(moms)))[:, 2].numpy()
+    # sigma = int dOmega |M|^2 / (64 pi^2 s) = 2 pi int dcos |M|^2 / (64 pi^2 s)
+    sigma = 2 * math.pi * float((weights * z_prime).sum()) / (64 * math.pi**2 * mass**2)
+    assert sigma == pytest.approx(peak, rel=1e-10)
 
 
 def test_reference_engine_is_consistent() -> None:

@@ -156,6 +156,37 @@ def test_other_cards_write_valid_lhe(tmp_path, card, masses):
     assert len(events) == 200
 
 
+def test_zprime_card_writes_valid_events_with_channels(tmp_path, capsys):
+    """The Z' card (three channels) end to end: valid LHE; the channels' cross sections
+    add up to the total; every event carries its channel, as counted in the summary and
+    printed in the channel table."""
+    out = run_shipped_card(
+        tmp_path,
+        "drell_yan_zprime.yaml",
+        300,
+        iterations=3,
+        points_per_iteration=5000,
+        batch_size=20000,
+    )
+    printed = capsys.readouterr().out
+    assert "channels (one VEGAS grid each)" in printed and "│ zp " in printed
+    events = check_lhe_physics(out / "events.lhe", {})
+    assert len(events) == 300
+    summary = json.loads((out / "summary.json").read_text())
+    channels = summary["channels"]
+    assert [c["label"] for c in channels] == ["a", "z", "zp"]
+    assert sum(c["cross_section_pb"] for c in channels) == pytest.approx(
+        summary["cross_section_pb"], rel=1e-12
+    )
+    assert sum(c["events"] for c in channels) == 300
+    with uproot.open(out / "events.root") as f:
+        written = Counter(f["events"]["channel"].array(library="np").tolist())
+    assert written == Counter({c["channel"]: c["events"] for c in channels if c["events"]})
+    for c in channels:  # n_c ~ Multinomial(N, sigma_c / sigma)
+        expected = 300 * c["cross_section_pb"] / summary["cross_section_pb"]
+        assert abs(c["events"] - expected) < 4 * np.sqrt(expected) + 1
+
+
 def test_failed_write_leaves_no_output(tmp_path, monkeypatch, capsys):
     """The LHE file is complete when the ROOT writer fails: neither file, nor the folder
     the run created, may remain."""

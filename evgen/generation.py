@@ -1,0 +1,212 @@
+"""Event generation for one integration channel: weighted events from a frozen sampler,
+their cross-section estimate, and hit-or-miss unweighting.
+
+A run integrates every (phase-space group, channel) pair on its own, MadGraph's way; here
+each pair (a :class:`ChannelUnit`) draws weighted events ``w = alpha_c f J_c J_vegas`` from
+its frozen grid, estimates its cross section sigma_c from them (unbiased) and unweights
+them against its own maximum weight. The unweighted events of channel c follow
+alpha_c f / sigma_c, so a sample with n_c ~ Multinomial(N, sigma_c / sigma) events from each
+channel (:func:`channel_event_counts`), shuffled, is N independent events distributed as
+f / sigma: the mixture sum_c (sigma_c / sigma) (alpha_c f / sigma_c) = f / sigma. Cross
+sections in pb.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from evgen.errors import EvgenError
+from evgen.events import Events
+from evgen.integrand import IntegrandValues
+from evgen.integrators import Estimate, Vegas
+from evgen.setup import PhaseSpaceGroup
+from evgen.unweight import UnweightingResult, find_max_weight, unweight
+
+__all__ = [
+    "ChannelUnit",
+    "WeightedSample",
+    "build_events",
+    "channel_event_counts",
+    "generate_channel",
+]
+
+
+@dataclass(frozen=True)
+class ChannelUnit:
+    """One integration unit: channel ``channel`` of phase-space group ``group``."""
+
+    group: int
+    channel: int
+
+
+@dataclass
+class WeightedSample:
+    """Weighted events of one channel kept for unweighting (non-zero weights only), and
+    running sums over every evaluated point for the cross-section estimate."""
+
+    momenta: list[Tensor] = field(default_factory=list)
+    sub_weights: list[Tensor] = field(default_factory=list)
+    mu_f: list[Tensor] = field(default_factory=list)
+    alpha_s: list[Tensor] = field(default_factory=list)
+    n_eval: int = 0
+    sum_w: Tensor | None = None  # per subprocess
+    sum_w2: Tensor | None = None  # per subprocess
+    sum_wtot2: float = 0.0
+
+    def add(self, values: IntegrandValues, channel: int, jac: Tensor) -> None:
+        """Add points of ``channel``: weights alpha_c * sub_weights * jac (pb)."""
+        factor = (
+            jac if values.channel_prior.shape[1] == 1 else jac * values.channel_prior[:, channel]
+        )
+        sub = values.sub_weights * factor.unsqueeze(1)
+        w = sub.sum(dim=1)
+        self.n_eval += w.shape[0]
+        s1, s2 = sub.sum(dim=0), (sub**2).sum(dim=0)
+        self.sum_w = s1 if self.sum_w is None else self.sum_w + s1
+        self.sum_w2 = s2 if self.sum_w2 is None else self.sum_w2 + s2
+        self.sum_wtot2 += float((w**2).sum())
+        keep = w != 0
+        self.momenta.append(values.momenta[keep])
+        self.sub_weights.append(sub[keep])
+        self.mu_f.append(values.mu_f[keep])
+        self.alpha_s.append(values.alpha_s[keep])
+
+    def weights(self) -> Tensor:
+        return torch.cat(self.sub_weights).sum(dim=1)
+
+    def empty(self) -> WeightedSample:
+        """A sample with no events, of the same tensor shapes."""
+        return WeightedSample(
+            momenta=[torch.cat(self.momenta)[:0]],
+            sub_weights=[torch.cat(self.sub_weights)[:0]],
+            mu_f=[torch.cat(self.mu_f)[:0]],
+            alpha_s=[torch.cat(self.alpha_s)[:0]],
+        )
+
+    def estimate(self) -> tuple[float, float, list[tuple[float, float]]]:
+        """Total and per-subprocess (mean, error) in pb."""
+        assert self.sum_w is not None and self.sum_w2 is not None
+        n = self.n_eval
+        total = float(self.sum_w.sum()) / n
+        var = max(self.sum_wtot2 / n - total**2, 0.0) / max(n - 1, 1)
+        per = [
+            (
+                float(s1) / n,
+                math.sqrt(max(float(s2) / n - (float(s1) / n) ** 2, 0.0) / max(n - 1, 1)),
+            )
+            for s1, s2 in zip(self.sum_w, self.sum_w2, strict=True)
+        ]
+        return total, math.sqrt(var), per
+
+
+def build_events(
+    group: PhaseSpaceGroup,
+    sample: WeightedSample,
+    channel: int,
+    alpha_qed: float,
+    generator: torch.Generator,
+) -> Events:
+    """Weighted Events with a subprocess and a colour flow drawn per event."""
+    p = torch.cat(sample.momenta)
+    sub = torch.cat(sample.sub_weights)
+    n, n_ext = p.shape[0], p.shape[1]
+    dev = p.device
+    probs = sub.abs() / sub.abs().sum(dim=1, keepdim=True)
+    choice = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+    pdg = torch.zeros(n, n_ext, dtype=torch.int64, device=dev)
+    colours = torch.zeros(n, n_ext, 2, dtype=torch.int64, device=dev)
+    masses = torch.zeros(n, n_ext, dtype=p.dtype, device=dev)
+    u = torch.rand(n, generator=generator, dtype=p.dtype, device=generator.device).to(dev)
+    for k, proc in enumerate(group.subprocesses):
+        sel = choice == k
+        if not bool(sel.any()):
+            continue
+        pdg[sel] = torch.tensor(proc.pdg_ids, dtype=torch.int64, device=dev)
+        masses[sel] = torch.tensor(proc.masses, dtype=p.dtype, device=dev)
+        colours[sel] = proc.colour_flow(p[sel], u[sel]).to(dev)
+    status = torch.ones(n, n_ext, dtype=torch.int64, device=dev)
+    status[:, :2] = -1
+    mothers = torch.zeros(n, n_ext, 2, dtype=torch.int64, device=dev)
+    mothers[:, 2:, 0] = 1
+    mothers[:, 2:, 1] = 2
+    ids = torch.tensor(group.process_ids, dtype=torch.int64, device=dev)
+    return Events(
+        momenta=p,
+        pdg=pdg,
+        status=status,
+        mothers=mothers,
+        colours=colours,
+        masses=masses,
+        spins=torch.full((n, n_ext), 9.0, dtype=p.dtype, device=dev),
+        weights=sub.sum(dim=1),
+        process_id=ids[choice],
+        scale=torch.cat(sample.mu_f),
+        alpha_s=torch.cat(sample.alpha_s),
+        alpha_qed=torch.full((n,), alpha_qed, dtype=p.dtype, device=dev),
+        channel=torch.full((n,), channel, dtype=torch.int64, device=dev),
+    )
+
+
+def channel_event_counts(
+    n_total: int, estimates: list[Estimate], generator: torch.Generator
+) -> list[int]:
+    """Unweighted events per channel: n ~ Multinomial(n_total, sigma_c / sigma).
+
+    A single channel gets all ``n_total``; channels with a non-positive estimate none.
+    """
+    shares = torch.tensor([max(e.value, 0.0) for e in estimates], dtype=torch.float64)
+    if len(estimates) == 1:
+        return [n_total]
+    draws = torch.multinomial(shares, n_total, replacement=True, generator=generator)
+    return [int(c) for c in torch.bincount(draws, minlength=len(estimates))]
+
+
+def generate_channel(
+    group: PhaseSpaceGroup,
+    unit: ChannelUnit,
+    vegas: Vegas,
+    target: int,
+    *,
+    batch_size: int,
+    max_weight_loss: float,
+    alpha_qed: float,
+    generator: torch.Generator,
+    progress: Callable[[float, int, int], None] | None = None,
+    max_batches: int = 400,
+) -> tuple[WeightedSample, Events, float, UnweightingResult | None]:
+    """Weighted events of one channel from its frozen grid until ``target`` unweighted
+    ones are drawn (at least one batch, for the cross section, even for ``target`` 0).
+
+    Returns the weighted sample (for the cross section), the unweighted events, the
+    unweighting efficiency (expected unweighted events per evaluation,
+    sum|w| / (w_max N)) and the unweighting's bookkeeping (None when nothing was drawn).
+    ``progress(n_unweighted, target, n_eval)`` is called after every batch.
+    """
+    sample = WeightedSample()
+    for _ in range(max_batches):
+        r, jac = vegas.sample(batch_size)
+        sample.add(group.integrand.evaluate(r, unit.channel), unit.channel, jac)
+        w = sample.weights().abs()
+        wmax = find_max_weight(w, max_loss=max_weight_loss) if w.numel() else 0.0
+        expected = float(w.sum()) / wmax if wmax > 0 else 0.0
+        if progress is not None:
+            progress(min(expected, target), target, sample.n_eval)
+        if target == 0:
+            events = build_events(group, sample.empty(), unit.channel, alpha_qed, generator)
+            return sample, events, expected / sample.n_eval, None
+        if expected >= 1.05 * target + 5:
+            events = build_events(group, sample, unit.channel, alpha_qed, generator)
+            res = unweight(events, max_weight=wmax, generator=generator)
+            if len(res.events) >= target:
+                return sample, res.events[:target], expected / sample.n_eval, res
+    raise EvgenError(
+        f"could not generate {target} unweighted events for {group.subprocesses[0].name} "
+        f"(channel {unit.channel + 1}: {group.channels[unit.channel].label}) in "
+        f"{sample.n_eval} evaluations (unweighting efficiency too low); "
+        "raise integrator.iterations or integrator.points_per_iteration"
+    )
