@@ -129,6 +129,9 @@ def physics_problem(name: str, card_path: str, budget: int) -> Problem | Unavail
     _, text = load_card(ROOT / card_path)  # validates the card as `evgen run` does
     data = yaml.safe_load(text)  # the card's own keys (as `evgen run -o DIR`)
     data.setdefault("output", {})["path"] = tempfile.mkdtemp(prefix="evgen-bench-integrators-")
+    # One phase-space mapping for every integrator: a multi-channel integrand's __call__
+    # is one channel's share only. (evgen's own multi-channel VEGAS is `evgen run`'s.)
+    data.setdefault("integrator", {})["multichannel"] = False
     run = prepare(parse_card(data, source=card_path), text, source=card_path)
     fs = [g.integrand for g in run.groups]
     dims = {f.n_dim for f in fs}
@@ -137,7 +140,7 @@ def physics_problem(name: str, card_path: str, budget: int) -> Problem | Unavail
     n_dim = dims.pop()
     if len(fs) == 1:
         f = fs[0]
-        note = f"{card_path}, its phase-space group's integrand"
+        note = f"{card_path}, its phase-space group's integrand (single channel)"
     else:
 
         def f(r: Tensor) -> Tensor:
