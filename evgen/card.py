@@ -37,6 +37,7 @@ __all__ = [
     "ScaleCard",
     "CutsCard",
     "IntegratorCard",
+    "LearnedCard",
     "RunSettings",
     "OutputCard",
     "load_card",
@@ -241,13 +242,42 @@ class CutsCard(_Strict):
         return self
 
 
+class LearnedCard(_Strict):
+    """Settings of a learned integrator (``integrator.type: madnis`` or ``cfm``), trained
+    after the VEGAS warm-up on ``rounds`` of ``points_per_round`` fresh points.
+
+    ``state``: a file saved by an earlier run (``save_state``, default
+    ``<output.path>/integrator_state.pt``) to load instead of training (VEGAS warm-up
+    and training are skipped).
+    """
+
+    rounds: Annotated[int, Field(ge=1)] = 10
+    points_per_round: Annotated[int, Field(ge=100)] = 10000
+    learning_rate: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1e-3
+    #: MadNIS's training loss (stratified variance or KL divergence); madnis only
+    loss: Literal["variance", "kl"] = "variance"
+    hidden: Annotated[int, Field(ge=1)] = 32  #: width of the networks' hidden layers
+    hidden_layers: Annotated[int, Field(ge=1)] = 2
+    #: optimiser steps per round (MadNIS: buffered steps, default 3; CFM: default 100)
+    steps_per_round: Annotated[int, Field(ge=0)] | None = None
+    #: CFM's optimiser steps on the unweighted VEGAS sample before the rounds (cfm only)
+    pretrain_steps: Annotated[int, Field(ge=0)] = 1000
+    state: str | None = None  #: load this trained state and skip training
+    save_state: str | None = None  #: where to save it; default <output.path>/integrator_state.pt
+
+
 class IntegratorCard(_Strict):
     """Integrator settings. ``vegas``: adaptive grid (Lepage), trained for ``iterations``
     of ``points_per_iteration`` points before events are generated with the frozen grid;
     with ``multichannel`` one grid per phase-space channel, each with these settings.
+
+    ``madnis`` (multi-channel neural importance sampling, normalizing flows on the VEGAS
+    grids and learned channel weights) and ``cfm`` (a flow-matching sampler, one channel:
+    needs ``multichannel: false`` or a one-channel process) start from the trained VEGAS
+    grids, are trained with the ``learned`` settings and generate the events.
     """
 
-    type: Literal["vegas"] = "vegas"
+    type: Literal["vegas", "madnis", "cfm"] = "vegas"
     #: one VEGAS grid per phase-space channel (MadGraph's single-diagram-enhanced
     #: multi-channel); false: one grid on one mapping (peaked on the heaviest resonance)
     multichannel: bool = True
@@ -258,6 +288,26 @@ class IntegratorCard(_Strict):
     batch_size: Annotated[int, Field(ge=100)] = 100000
     #: unweighting maximum: the cross section above it is at most this fraction
     max_weight_loss: Annotated[float, Field(ge=0, lt=1)] = 1e-3
+    #: learned-integrator settings (type madnis or cfm only)
+    learned: LearnedCard | None = None
+
+    @model_validator(mode="after")
+    def _learned_settings(self) -> IntegratorCard:
+        if self.type == "vegas" and self.learned is not None:
+            raise ValueError(
+                "learned settings given but type is vegas; set type: madnis or cfm, "
+                "or remove learned"
+            )
+        if self.type == "cfm" and self.learned is not None and self.learned.loss != "variance":
+            raise ValueError(
+                "learned.loss applies to type madnis only (cfm trains by flow matching)"
+            )
+        return self
+
+    @property
+    def learned_settings(self) -> LearnedCard:
+        """The learned-integrator settings (defaults when not given)."""
+        return self.learned if self.learned is not None else LearnedCard()
 
 
 class RunSettings(_Strict):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from collections.abc import Sequence
 
@@ -74,6 +75,8 @@ class _RichReporter:
             self.task = self.progress.add_task("gen", total=1, evals=0)
         elif name == "integration":
             self.console.print("[bold]integration[/] (VEGAS)")
+        elif name == "training":
+            self.console.print("[bold]training[/] (learned integrator, on the VEGAS grids)")
 
     def iteration(self, group: int, i: int, n: int, estimate, channel: str = "") -> None:
         if self.quiet:
@@ -101,7 +104,10 @@ def _print_channels(console: Console, result) -> None:
     from evgen.summary import format_xs
 
     groups = len({c.group for c in result.channels}) > 1
-    table = Table(title="channels (one VEGAS grid each)", title_justify="left")
+    title = "channels (one VEGAS grid each)"
+    if getattr(result, "integrator", "vegas") == "madnis":
+        title = "channels (MadNIS: a flow on each channel's VEGAS grid, learned weights)"
+    table = Table(title=title, title_justify="left")
     if groups:
         table.add_column("group", justify="right")
     table.add_column("channel", justify="right")
@@ -143,10 +149,14 @@ def _print_summary(console: Console, result) -> None:
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold")
     facts.add_column()
+    names = {"vegas": "VEGAS", "madnis": "MadNIS", "cfm": "CFM (flow matching)"}
+    facts.add_row("integrator", names.get(result.integrator, result.integrator))
     facts.add_row(
         "relative MC error", f"{result.error_pb / max(abs(result.cross_section_pb), 1e-300):.3%}"
     )
-    facts.add_row("chi2/dof (integration)", f"{result.chi2_dof:.2f}")
+    stage = "integration" if result.integrator == "vegas" else "training"
+    chi2 = "n/a (loaded state)" if math.isnan(result.chi2_dof) else f"{result.chi2_dof:.2f}"
+    facts.add_row(f"chi2/dof ({stage})", chi2)
     facts.add_row(
         "unweighting efficiency",
         f"{result.unweighting_efficiency:.2%} (<|w|>/w_max over {result.n_weighted} weighted "

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 from torch import Tensor
@@ -29,6 +30,7 @@ from evgen.unweight import UnweightingResult, find_max_weight, unweight
 
 __all__ = [
     "ChannelUnit",
+    "Sampler",
     "WeightedSample",
     "build_events",
     "channel_event_counts",
@@ -58,11 +60,21 @@ class WeightedSample:
     sum_w2: Tensor | None = None  # per subprocess
     sum_wtot2: float = 0.0
 
-    def add(self, values: IntegrandValues, channel: int, jac: Tensor) -> None:
-        """Add points of ``channel``: weights alpha_c * sub_weights * jac (pb)."""
-        factor = (
-            jac if values.channel_prior.shape[1] == 1 else jac * values.channel_prior[:, channel]
-        )
+    def add(
+        self,
+        values: IntegrandValues,
+        channel: int,
+        jac: Tensor,
+        channel_weight: Tensor | None = None,
+    ) -> None:
+        """Add points of ``channel``: weights alpha_c * sub_weights * jac (pb), alpha_c the
+        prior or, if given, ``channel_weight`` (n,) (e.g. MadNIS's learned weights)."""
+        if channel_weight is not None:
+            factor = jac * channel_weight.to(jac)
+        elif values.channel_prior.shape[1] == 1:
+            factor = jac
+        else:
+            factor = jac * values.channel_prior[:, channel]
         sub = values.sub_weights * factor.unsqueeze(1)
         w = sub.sum(dim=1)
         self.n_eval += w.shape[0]
@@ -166,10 +178,17 @@ def channel_event_counts(
     return [int(c) for c in torch.bincount(draws, minlength=len(estimates))]
 
 
+class Sampler(Protocol):
+    """A frozen sampler of one channel: ``sample(n) -> (r (n, d), jac (n,) = 1 / q(r))``
+    (a :class:`Vegas` grid, a learned integrator's channel)."""
+
+    def sample(self, n: int) -> tuple[Tensor, Tensor]: ...  # noqa: D102
+
+
 def generate_channel(
     group: PhaseSpaceGroup,
     unit: ChannelUnit,
-    vegas: Vegas,
+    vegas: Vegas | Sampler,
     target: int,
     *,
     batch_size: int,
@@ -178,9 +197,13 @@ def generate_channel(
     generator: torch.Generator,
     progress: Callable[[float, int, int], None] | None = None,
     max_batches: int = 400,
+    channel_weight: Callable[[IntegrandValues], Tensor] | None = None,
 ) -> tuple[WeightedSample, Events, float, UnweightingResult | None]:
     """Weighted events of one channel from its frozen grid until ``target`` unweighted
     ones are drawn (at least one batch, for the cross section, even for ``target`` 0).
+
+    ``vegas`` is any frozen sampler (:class:`Sampler`); ``channel_weight(values)`` (n,)
+    replaces the prior alpha_c of the channel (a learned channel weight) when given.
 
     Returns the weighted sample (for the cross section), the unweighted events, the
     unweighting efficiency (expected unweighted events per evaluation,
@@ -190,7 +213,9 @@ def generate_channel(
     sample = WeightedSample()
     for _ in range(max_batches):
         r, jac = vegas.sample(batch_size)
-        sample.add(group.integrand.evaluate(r, unit.channel), unit.channel, jac)
+        values = group.integrand.evaluate(r, unit.channel)
+        cw = None if channel_weight is None else channel_weight(values)
+        sample.add(values, unit.channel, jac, cw)
         w = sample.weights().abs()
         wmax = find_max_weight(w, max_loss=max_weight_loss) if w.numel() else 0.0
         expected = float(w.sum()) / wmax if wmax > 0 else 0.0

@@ -21,12 +21,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from evgen.card import RunCard
 from evgen.errors import EvgenError
 from evgen.events import Events, ProcessInfo, RunInfo
-from evgen.generation import ChannelUnit, channel_event_counts, generate_channel
+from evgen.generation import (
+    ChannelUnit,
+    Sampler,
+    WeightedSample,
+    channel_event_counts,
+    generate_channel,
+)
+from evgen.integrand import IntegrandValues
 from evgen.integrators import Estimate, combine_estimates
+from evgen.integrators.cfm import CFMConfig, CFMIntegrator
+from evgen.integrators.madnis import MadNIS, MadNISConfig
 from evgen.integrators.vegas import Vegas
 from evgen.io.atomic import atomic_output
 from evgen.io.lhe import write_lhe
@@ -98,6 +108,7 @@ class RunResult:
     overweight_fraction: float
     timings: dict[str, float] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
+    integrator: str = "vegas"  #: the card's integrator.type that generated the events
 
 
 class Reporter:
@@ -193,10 +204,216 @@ def _shuffled_groups(
     return out
 
 
-def _write_outputs(run: PreparedRun, events: list[Events], info: RunInfo) -> dict[str, Path]:
+Learned = MadNIS | CFMIntegrator
+
+#: Offset of a learned integrator's seeds from ``run.seed`` (networks; then generation).
+_LEARNED_SEED = 5000
+_STATE_NAME = "integrator_state.pt"
+
+
+def _train_learned(
+    run: PreparedRun, units: list[ChannelUnit], grids: list[Vegas], rep: Reporter
+) -> tuple[list[Learned], list[Estimate]]:
+    """One learned integrator per phase-space group, warm-started on the group's trained
+    VEGAS grids (MadNIS: one per channel; CFM: the group's one grid) and trained on its
+    integrand; returns them and each one's training estimate."""
+    ic = run.card.integrator
+    ls = ic.learned_settings
+    out: list[Learned] = []
+    estimates: list[Estimate] = []
+    for gi, group in enumerate(run.groups):
+        f = group.integrand
+        group_grids = [g for u, g in zip(units, grids, strict=True) if u.group == gi]
+        seed = run.card.run.seed + _LEARNED_SEED + 101 * gi
+        m: Learned
+        if ic.type == "madnis":
+            config = MadNISConfig(
+                flow_hidden=ls.hidden,
+                flow_hidden_layers=ls.hidden_layers,
+                cw_hidden=ls.hidden,
+                cw_hidden_layers=ls.hidden_layers,
+                learning_rate=ls.learning_rate,
+                **({} if ls.steps_per_round is None else {"buffered_steps": ls.steps_per_round}),
+            )
+            m = MadNIS(
+                f.n_dim,
+                f.n_channels,
+                seed=seed,
+                device=run.device,
+                vegas=group_grids,
+                loss=ls.loss,
+                config=config,
+            )
+
+            def progress(i: int, est: Estimate, gi: int = gi) -> None:
+                rep.iteration(gi, i + 1, ls.rounds, est)
+
+            est = m.train(f, ls.rounds, ls.points_per_round, progress=progress)
+        else:
+            config = CFMConfig(
+                hidden=ls.hidden,
+                hidden_layers=ls.hidden_layers,
+                learning_rate=ls.learning_rate,
+                pretrain_steps=ls.pretrain_steps,
+                **({} if ls.steps_per_round is None else {"steps_per_round": ls.steps_per_round}),
+            )
+            m = CFMIntegrator(f.n_dim, config, vegas=group_grids[0], seed=seed, device=run.device)
+            est = m.train(f, ls.rounds, ls.points_per_round)
+            for i, e in enumerate(m.history):
+                rep.iteration(gi, i + 1, ls.rounds, e)
+        out.append(m)
+        estimates.append(est)
+    return out, estimates
+
+
+def _state_payload(run: PreparedRun, learned: list[Learned]) -> dict:
+    return {
+        "version": 1,
+        "type": run.card.integrator.type,
+        "process": run.card.process,
+        "groups": [
+            {
+                "n_dim": g.integrand.n_dim,
+                "n_channels": g.integrand.n_channels,
+                "state": m.state_dict(),
+            }
+            for g, m in zip(run.groups, learned, strict=True)
+        ],
+    }
+
+
+def _state_path(run: PreparedRun) -> Path:
+    """Where the trained state goes: ``learned.save_state`` or next to the events."""
+    target = run.card.integrator.learned_settings.save_state
+    return Path(target) if target is not None else run.output_dir / _STATE_NAME
+
+
+def _save_state(path: Path, payload: dict) -> Path:
+    torch.save(payload, path)
+    return path
+
+
+def _load_learned(run: PreparedRun, path: Path) -> list[Learned]:
+    """Rebuild the integrators of a saved state (their own settings, from the file);
+    EvgenError naming ``integrator.learned.state`` if it does not fit this card."""
+    where = f"{run.source}: integrator.learned.state: {str(path)!r}"
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        kind, groups = payload["type"], payload["groups"]
+    except Exception as err:  # unreadable, not a state file
+        raise EvgenError(f"{where}: not an evgen integrator state ({err})") from None
+    ic = run.card.integrator
+    if kind != ic.type or len(groups) != len(run.groups):
+        raise EvgenError(
+            f"{where}: saved for type {kind} with {len(groups)} phase-space group(s) "
+            f"(process {payload.get('process')!r}); this card has type {ic.type} with "
+            f"{len(run.groups)}"
+        )
+    out: list[Learned] = []
+    for gi, (group, saved) in enumerate(zip(run.groups, groups, strict=True)):
+        f = group.integrand
+        if (saved["n_dim"], saved["n_channels"]) != (f.n_dim, f.n_channels):
+            raise EvgenError(
+                f"{where}: group {gi + 1} was saved with {saved['n_dim']} dimensions and "
+                f"{saved['n_channels']} channels, this card's has {f.n_dim} and "
+                f"{f.n_channels} (process {payload.get('process')!r})"
+            )
+        seed = run.card.run.seed + _LEARNED_SEED + 101 * gi
+        state = saved["state"]
+        m: Learned
+        try:
+            if kind == "madnis":
+                m = MadNIS(
+                    f.n_dim,
+                    f.n_channels,
+                    seed=seed,
+                    device=run.device,
+                    loss=state["loss"],
+                    config=MadNISConfig(**state["config"]),
+                )
+            else:
+                m = CFMIntegrator(
+                    f.n_dim, CFMConfig.from_dict(state["config"]), seed=seed, device=run.device
+                )
+            m.load_state_dict(state)
+        except (KeyError, TypeError, ValueError) as err:
+            raise EvgenError(f"{where}: does not fit this card: {err}") from None
+        out.append(m)
+    return out
+
+
+class _ChannelSampler:
+    """Channel ``channel`` of a learned integrator as a frozen :class:`Sampler`."""
+
+    def __init__(self, m: Learned, channel: int) -> None:
+        self.m, self.channel = m, channel
+
+    def sample(self, n: int) -> tuple[Tensor, Tensor]:
+        if isinstance(self.m, MadNIS):
+            return self.m.sample_channel(self.channel, n)
+        return self.m.sample(n)
+
+
+def _learned_samplers(
+    run: PreparedRun, units: list[ChannelUnit], learned: list[Learned]
+) -> tuple[list[Sampler], list[Callable[[IntegrandValues], Tensor] | None]]:
+    """Per unit: the learned sampler of its channel and, for MadNIS with several
+    channels, its learned channel weight alpha_c from the computed integrand values.
+    The integrators' generators are reseeded here, so a trained and a loaded state draw
+    the same points."""
+    for gi, m in enumerate(learned):
+        m.manual_seed(run.card.run.seed + _LEARNED_SEED + 101 * gi + 1)
+    samplers: list[Sampler] = []
+    weights: list[Callable[[IntegrandValues], Tensor] | None] = []
+    for unit in units:
+        m = learned[unit.group]
+        samplers.append(_ChannelSampler(m, unit.channel))
+        f = run.groups[unit.group].integrand
+        if isinstance(m, MadNIS) and m.n_channels > 1:
+
+            def alpha(values: IntegrandValues, m: MadNIS = m, f=f, c: int = unit.channel):
+                return m.values_channel_weights(f, values)[:, c]
+
+            weights.append(alpha)
+        else:
+            weights.append(None)
+    return samplers, weights
+
+
+def _pilot_estimates(
+    run: PreparedRun,
+    units: list[ChannelUnit],
+    samplers: list[Sampler],
+    weighting: list[Callable[[IntegrandValues], Tensor] | None],
+) -> list[Estimate]:
+    """Each unit's cross section from one batch of fresh points of its frozen sampler
+    (the shares that set the channels' event counts; not used for the cross sections)."""
+    ls = run.card.integrator.learned_settings
+    out = []
+    for unit, sampler, cw in zip(units, samplers, weighting, strict=True):
+        group = run.groups[unit.group]
+        n = max(ls.points_per_round // group.integrand.n_channels, 100)
+        r, jac = sampler.sample(n)
+        values = group.integrand.evaluate(r, unit.channel)
+        sample = WeightedSample()
+        sample.add(values, unit.channel, jac, None if cw is None else cw(values))
+        value, error, _ = sample.estimate()
+        out.append(Estimate(value, error, n))
+    if sum(e.value for e in out) <= 0:
+        raise EvgenError(
+            f"{run.source}: the cross section is zero within the cuts: no point of the "
+            "learned integrator passed them; loosen the cuts"
+        )
+    return out
+
+
+def _write_outputs(
+    run: PreparedRun, events: list[Events], info: RunInfo, state: dict | None = None
+) -> dict[str, Path]:
     """Write the requested files all-or-nothing: each goes to a temporary file and all are
     renamed only when every one was written; on an error none is left, nor a folder that
-    this run created."""
+    this run created. ``state``: a learned integrator's state, written with them
+    (:func:`_state_path`)."""
     out = run.output_dir
     card = run.card
     targets: dict[str, tuple[Path, Callable[[Path], Path]]] = {}
@@ -205,8 +422,15 @@ def _write_outputs(run: PreparedRun, events: list[Events], info: RunInfo) -> dic
         targets["lhe"] = (out / name, lambda p: write_lhe(p, events, info, gzip=card.output.gzip))
     if "root" in card.output.formats:
         targets["root"] = (out / "events.root", lambda p: write_root(p, events, info))
-    created = [d for d in (out, *out.parents) if not d.exists()]
-    out.mkdir(parents=True, exist_ok=True)
+    folders = [out]
+    if state is not None:
+        path = _state_path(run)
+        targets["integrator_state"] = (path, lambda p: _save_state(p, state))
+        folders.append(path.parent)
+    created = list(dict.fromkeys(d for f in folders for d in (f, *f.parents) if not d.exists()))
+    created.sort(key=lambda d: len(d.parts), reverse=True)  # innermost first
+    for f in folders:
+        f.mkdir(parents=True, exist_ok=True)
     try:
         with contextlib.ExitStack() as stack:
             for path, writer in targets.values():
@@ -227,31 +451,56 @@ def execute(run: PreparedRun, reporter: Reporter | None = None) -> RunResult:
     timings: dict[str, float] = {"setup": run.setup_seconds}
     torch.manual_seed(card.run.seed)
 
-    rep.stage("integration")
-    t0 = time.perf_counter()
+    ic = card.integrator
     units = _units(run)
-    integrators, unit_estimates, iterations = _integrate(run, units, rep)
-    timings["integration"] = time.perf_counter() - t0
-    if sum(e.value for e in unit_estimates) <= 0:
-        raise EvgenError(
-            f"{run.source}: the cross section is zero within the cuts: no phase-space point "
-            "passed them in the integration; loosen the cuts"
-        )
+    learned: list[Learned] = []
+    state = ic.learned_settings.state if ic.type != "vegas" else None
+    if state is not None:  # a trained state: no VEGAS warm-up, no training
+        iterations: list[Estimate] = []
+        learned = _load_learned(run, Path(state))
+        chi2 = math.nan
+    else:
+        rep.stage("integration")
+        t0 = time.perf_counter()
+        grids, unit_estimates, iterations = _integrate(run, units, rep)
+        timings["integration"] = time.perf_counter() - t0
+        if sum(e.value for e in unit_estimates) <= 0:
+            raise EvgenError(
+                f"{run.source}: the cross section is zero within the cuts: no phase-space "
+                "point passed them in the integration; loosen the cuts"
+            )
+        chi2 = max(e.chi2_dof for e in unit_estimates)
+        if ic.type != "vegas":
+            rep.stage("training")
+            t0 = time.perf_counter()
+            learned, trained = _train_learned(run, units, grids, rep)
+            timings["training"] = time.perf_counter() - t0
+            iterations = iterations + [e for m in learned for e in m.history]
+            chi2 = max(e.chi2_dof for e in trained)
 
     rep.stage("generation")
     t0 = time.perf_counter()
     gen = torch.Generator(device="cpu").manual_seed(card.run.seed + 7)
-    ic = card.integrator
+    weighting: list[Callable[[IntegrandValues], Tensor] | None] = [None] * len(units)
+    if learned:
+        samplers, weighting = _learned_samplers(run, units, learned)
+        if len(units) > 1:  # the channels' shares, from fresh points of the frozen samplers
+            unit_estimates = _pilot_estimates(run, units, samplers, weighting)
+        else:
+            unit_estimates = [Estimate(1.0, 0.0, 0)]
+    else:
+        samplers = list(grids)
     targets = channel_event_counts(card.run.nevents, unit_estimates, gen)
     samples, unit_events, efficiencies, unweightings = [], [], [], []
-    for unit, vegas, target, share in zip(
-        units, integrators, targets, _group_shares(units, unit_estimates), strict=True
+    for unit, vegas, cw, target, share in zip(
+        units, samplers, weighting, targets, _group_shares(units, unit_estimates), strict=True
     ):
         sample, events, eff, res = generate_channel(
             run.groups[unit.group],
             unit,
             vegas,
             target,
+            channel_weight=cw,
             # batches in proportion to the channel's share of its group (at least 1%)
             batch_size=max(round(ic.batch_size * share), ic.batch_size // 100, 2),
             max_weight_loss=ic.max_weight_loss,
@@ -314,14 +563,15 @@ def execute(run: PreparedRun, reporter: Reporter | None = None) -> RunResult:
         card_text=run.card_text,
         seed=card.run.seed,
     )
-    paths = _write_outputs(run, [e.to("cpu") for e in group_events], info)
+    state = _state_payload(run, learned) if learned else None
+    paths = _write_outputs(run, [e.to("cpu") for e in group_events], info, state)
     timings["output"] = time.perf_counter() - t0
 
     result = RunResult(
         process=card.process,
         cross_section_pb=xs,
         error_pb=math.sqrt(var),
-        chi2_dof=max(e.chi2_dof for e in unit_estimates),
+        chi2_dof=chi2,
         integration=iterations,
         subprocesses=sub_results,
         channels=channel_results,
@@ -334,6 +584,7 @@ def execute(run: PreparedRun, reporter: Reporter | None = None) -> RunResult:
         overweight_fraction=max((r.overweight_fraction_xs for r in unweightings), default=0.0),
         timings=timings,
         outputs={k: str(p) for k, p in paths.items()},
+        integrator=ic.type,
     )
     result.outputs["summary"] = str(run.output_dir / "summary.json")
     write_summary(run.output_dir / "summary.json", result)

@@ -296,6 +296,23 @@ def prepare(card: RunCard, card_text: str = "", source: str = "<card>") -> Prepa
         integrand = Integrand(procs, spaces, beams, pdf, alpha_s, scale, cuts, channel_of)
         groups.append(PhaseSpaceGroup(procs, [i for i, _ in members], integrand, channels))
 
+    ic = card.integrator
+    if ic.type == "cfm":
+        for group in groups:
+            if group.integrand.n_channels > 1:
+                raise CardError(
+                    f"{source}: integrator.type: cfm samples one phase-space channel, but "
+                    f"{group.subprocesses[0].name} has {group.integrand.n_channels} "
+                    "(" + ", ".join(c.label for c in group.channels) + "); set "
+                    "integrator.multichannel: false or use type madnis"
+                )
+    if ic.type != "vegas" and ic.learned_settings.state is not None:
+        state = Path(ic.learned_settings.state)
+        if not state.is_file():
+            raise CardError(
+                f"{source}: integrator.learned.state: {str(state)!r} is not a file "
+                "(expected a state saved by an earlier run)"
+            )
     output_dir = Path(card.output.path)
     _check_output_dir(output_dir, source)
     return PreparedRun(

@@ -30,6 +30,7 @@ def result_to_dict(result: RunResult) -> dict[str, Any]:
     """Everything in the summary table as plain JSON-able values."""
     return {
         "process": result.process,
+        "integrator": result.integrator,
         "cross_section_pb": result.cross_section_pb,
         "error_pb": result.error_pb,
         "chi2_dof": None if math.isnan(result.chi2_dof) else result.chi2_dof,

@@ -31,7 +31,12 @@ from torch import Tensor, nn
 
 from evgen.ml.nn import MLP
 
-__all__ = ["ChannelEvaluation", "ChannelWeightNetwork", "evaluate_channel"]
+__all__ = [
+    "ChannelEvaluation",
+    "ChannelWeightNetwork",
+    "evaluate_channel",
+    "evaluation_from_values",
+]
 
 LOG_PRIOR_FLOOR = -700.0
 """log prior_c is floored here (exp(-700) ~ 1e-304): a point where every active channel
@@ -95,8 +100,17 @@ def evaluate_channel(
             f"n_channels = {n_channels} and evaluate(r, channel); got "
             f"{type(f).__name__} with n_channels = {getattr(f, 'n_channels', None)}"
         )
-    values = evaluate(r, channel)
-    w = _checked(torch.as_tensor(values.weights).to(torch.float64).reshape(-1), n)
+    return evaluation_from_values(f, evaluate(r, channel), n_channels, r.device)
+
+
+def evaluation_from_values(
+    f: Any, values: Any, n_channels: int, device: torch.device | None = None
+) -> ChannelEvaluation:
+    """A :class:`ChannelEvaluation` from values ``f.evaluate(r, channel)`` already
+    returned (``n_channels > 1``; see :func:`evaluate_channel`), without evaluating again."""
+    w = torch.as_tensor(values.weights).to(torch.float64).reshape(-1)
+    n = w.shape[0]
+    w = _checked(w.to(device) if device is not None else w, n)
     prior = getattr(values, "channel_prior", None)
     if prior is None:
         log_prior = torch.full((n, n_channels), -math.log(n_channels), dtype=torch.float64)

@@ -64,6 +64,7 @@ from evgen.integrators.madnis.channels import (
     ChannelWeightNetwork,
     channel_weights,
     evaluate_channel,
+    evaluation_from_values,
 )
 from evgen.integrators.madnis.config import MadNISConfig
 from evgen.integrators.madnis.losses import kl_divergence, stratified_variance
@@ -423,6 +424,33 @@ class MadNIS(Integrator):
             chs.append(torch.full((nc,), c, dtype=torch.int64, device=self.device))
             jacs.append(torch.exp(log_jv - log_q) * (n / nc))
         return torch.cat(rs), torch.cat(chs), torch.cat(jacs)
+
+    @torch.no_grad()
+    def sample_channel(self, channel: int, n: int) -> tuple[Tensor, Tensor]:
+        """n i.i.d. points of one channel: (r (n, d), jac (n,) = 1 / q_c(r)), so that
+        ``mean(alpha_c(x) w_c(r) jac)`` estimates channel c's share of the integral
+        (event generation per channel; :meth:`values_channel_weights` gives alpha)."""
+        if not 0 <= channel < self.n_channels:
+            raise ValueError(f"MadNIS.sample_channel: channel must be in [0, {self.n_channels})")
+        y, log_q = self._flow_sample(channel, n)
+        r, log_jv = self._to_r(channel, y)
+        return r, torch.exp(log_jv - log_q)
+
+    @torch.no_grad()
+    def values_channel_weights(self, f: Callable[..., Any], values: Any) -> Tensor:
+        """alpha (n, C) from integrand values already computed, ``f.evaluate(r, c)``
+        (no second evaluation); all ones for a single channel."""
+        if self.n_channels == 1:
+            n = torch.as_tensor(values.weights).reshape(-1).shape[0]
+            return torch.ones(n, 1, dtype=torch.float64, device=self.device)
+        ev = evaluation_from_values(f, values, self.n_channels, self.device)
+        if (
+            self.config.learn_channel_weights
+            and ev.features is not None
+            and self.channel_net is None
+        ):
+            self._build_channel_net(ev.features.shape[1])
+        return self._alpha(ev.features, ev.log_prior)
 
     @torch.no_grad()
     def log_density(self, r: Tensor, channel: int = 0) -> Tensor:
