@@ -251,9 +251,9 @@ class LearnedCard(_Strict):
     and training are skipped).
     """
 
-    rounds: Annotated[int, Field(ge=1)] = 10
-    points_per_round: Annotated[int, Field(ge=100)] = 10000
-    learning_rate: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1e-3
+    rounds: Annotated[int, Field(ge=1)] = 100
+    points_per_round: Annotated[int, Field(ge=100)] = 2000
+    learning_rate: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 3e-3
     #: MadNIS's training loss (stratified variance or KL divergence); madnis only
     loss: Literal["variance", "kl"] = "variance"
     hidden: Annotated[int, Field(ge=1)] = 32  #: width of the networks' hidden layers
