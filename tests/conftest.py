@@ -156,3 +156,13 @@ def ttbar_events() -> Callable[..., Events]:
 def run_info() -> Callable[..., RunInfo]:
     """Factory fixture: ``run_info(processes=None, card_text="", weighting=3)``."""
     return make_run_info
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """Tiny networks and batches run fastest on one intra-op thread (and keep a shared
+    2-core machine usable); restores torch's setting after the module."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -10,22 +10,15 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
 import integrators as harness  # noqa: E402
 
-
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
-def test_smoke_table(tmp_path, one_thread):
+def test_smoke_table(tmp_path):
     out = tmp_path / "RESULTS.md"
     argv = ["--smoke", "--only", "camel-2d", "ttbar", "evgen-vegas", "evgen-madnis", "vegas"]
     assert harness.main([*argv, "--out", str(out)]) == 0

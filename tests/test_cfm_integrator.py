@@ -19,6 +19,8 @@ from evgen.integrators.cfm import CFMConfig, CFMIntegrator
 from evgen.integrators.vegas import Vegas
 from evgen.ml.ode import ODEOptions
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 SIGMA = 0.1
 CENTRE = (0.4, 0.6)
 LOOSE_ODE = ODEOptions(rtol=1e-5, atol=1e-7)
@@ -57,18 +59,8 @@ def _assert_within_3_sigma(est: Estimate, exact: float) -> None:
     assert abs(est.value - exact) < 3 * est.error, f"{est} vs exact {exact}"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny networks gain nothing from intra-op threads; on a loaded 2-core machine two
-    threads made the module 5x slower (measured: 61 s against 7 s for the fixture)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
-def trained_with_estimate() -> tuple[CFMIntegrator, Estimate]:
+def trained_with_estimate(single_thread) -> tuple[CFMIntegrator, Estimate]:
     """VEGAS warm start, then three rounds of reweighted flow matching (~5 s)."""
     vegas = Vegas(2, seed=1)
     vegas.train(gaussian_peak, n_iter=4, n_per_iter=2_000)

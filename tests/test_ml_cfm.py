@@ -33,16 +33,9 @@ from evgen.ml import (
     hutchinson_divergence,
 )
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 F64 = torch.float64
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny networks: one intra-op thread is fastest (and keeps a shared machine usable)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 A = torch.tensor([[-0.3, 1.2], [-0.8, 0.5]], dtype=F64)
@@ -217,7 +210,7 @@ CASES = [("truncated", "logistic"), ("logit_gaussian", "normal")]
 
 
 @pytest.fixture(scope="module", params=CASES, ids=["truncated-logistic", "logitgauss-normal"])
-def trained(request: pytest.FixtureRequest) -> tuple:
+def trained(request: pytest.FixtureRequest, single_thread) -> tuple:
     """(model, log_p): 500 flow-matching steps on samples of the target (~0.6 s)."""
     target, base = request.param
     log_p, draw = TARGETS[target]()

@@ -15,16 +15,9 @@ import torch
 
 from evgen.ml import Trainer, TrainingConfig, UnitHypercubeFlow, coupling_masks
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 F64 = torch.float64
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny networks: one intra-op thread is fastest (and keeps a shared machine usable)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 CASES = [(1, 0), (2, 0), (5, 0), (1, 3), (2, 3), (5, 2)]  # (dim, context_dim)

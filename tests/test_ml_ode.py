@@ -9,16 +9,9 @@ import torch
 
 from evgen.ml import ODEError, ODEOptions, odeint
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 F64 = torch.float64
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny networks: one intra-op thread is fastest (and keeps a shared machine usable)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _oscillator(t: float, y: torch.Tensor) -> torch.Tensor:

@@ -26,13 +26,7 @@ from evgen.params import SMParameters
 from evgen.run import run_card
 from evgen.setup import prepare
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 TINY = {"hidden": 8, "hidden_layers": 1}

@@ -59,7 +59,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from evgen.ml.nn import MLP
+from evgen.ml.nn import MLP, prepare_inputs
 from evgen.ml.ode import ODEOptions, odeint
 from evgen.ml.transforms import logit_transform, sigmoid_transform
 
@@ -352,27 +352,17 @@ class ContinuousFlow(nn.Module):
         return _base_log_prob(self.base, y)
 
     def _prepare(
-        self, x: Tensor, context: Tensor | None, name: str
+        self, points: Tensor, context: Tensor | None, name: str
     ) -> tuple[Tensor, Tensor | None]:
-        """Check shapes and convert to the field's dtype (the one conversion)."""
-        if x.ndim != 2 or x.shape[1] != self.dim:
-            raise ValueError(f"flow: {name} must have shape (n, {self.dim}), got {tuple(x.shape)}")
-        x = x.to(self.dtype)
-        if self.context_dim == 0:
-            if context is not None:
-                raise ValueError("flow: context given to an unconditional flow")
-            return x, None
-        if context is None:
-            raise ValueError(f"flow: context of length {self.context_dim} required")
-        context = context.to(self.dtype)
-        if context.ndim == 1:
-            context = context.expand(x.shape[0], -1)
-        if context.shape != (x.shape[0], self.context_dim):
-            raise ValueError(
-                f"flow: context must have shape ({x.shape[0]}, {self.context_dim}) or "
-                f"({self.context_dim},), got {tuple(context.shape)}"
-            )
-        return x, context
+        """Check shapes and convert to the model's dtype (the one conversion)."""
+        return prepare_inputs(
+            points,
+            context,
+            dim=self.dim,
+            context_dim=self.context_dim,
+            dtype=self.dtype,
+            name=name,
+        )
 
     def transport(
         self,

@@ -40,7 +40,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from evgen.ml.nn import MLP
+from evgen.ml.nn import MLP, prepare_inputs
 from evgen.ml.transforms import rational_quadratic_spline
 
 __all__ = ["UnitHypercubeFlow", "coupling_masks"]
@@ -212,27 +212,15 @@ class UnitHypercubeFlow(nn.Module):
     def _prepare(
         self, points: Tensor, context: Tensor | None, name: str
     ) -> tuple[Tensor, Tensor | None]:
-        """Check shapes and convert inputs to the flow's dtype (the one conversion)."""
-        if points.ndim != 2 or points.shape[1] != self.dim:
-            raise ValueError(
-                f"flow: {name} must have shape (n, {self.dim}), got {tuple(points.shape)}"
-            )
-        points = points.to(self.dtype)
-        if self.context_dim == 0:
-            if context is not None:
-                raise ValueError("flow: context given to an unconditional flow")
-            return points, None
-        if context is None:
-            raise ValueError(f"flow: context of length {self.context_dim} required")
-        context = context.to(self.dtype)
-        if context.ndim == 1:
-            context = context.expand(points.shape[0], -1)
-        if context.shape != (points.shape[0], self.context_dim):
-            raise ValueError(
-                f"flow: context must have shape ({points.shape[0]}, {self.context_dim}) or "
-                f"({self.context_dim},), got {tuple(context.shape)}"
-            )
-        return points, context
+        """Check shapes and convert to the model's dtype (the one conversion)."""
+        return prepare_inputs(
+            points,
+            context,
+            dim=self.dim,
+            context_dim=self.context_dim,
+            dtype=self.dtype,
+            name=name,
+        )
 
     def forward_map(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Latent to data: ``z`` (n, d) in [0, 1]^d -> (``x`` (n, d), log|det dx/dz| (n,))."""

@@ -9,9 +9,9 @@ output row ``i`` depending on input row ``i`` only.
 from __future__ import annotations
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-__all__ = ["MLP"]
+__all__ = ["MLP", "prepare_inputs"]
 
 
 class MLP(nn.Sequential):
@@ -65,3 +65,44 @@ class MLP(nn.Sequential):
             nn.init.zeros_(last.bias)
         layers.append(last)
         super().__init__(*layers)
+
+
+def prepare_inputs(
+    points: Tensor,
+    context: Tensor | None,
+    *,
+    dim: int,
+    context_dim: int,
+    dtype: torch.dtype,
+    name: str,
+) -> tuple[Tensor, Tensor | None]:
+    """Check the shapes of a flow's inputs and convert them to its dtype (the one place
+    where the ML core converts dtypes).
+
+    Args:
+        points: (n, dim) points.
+        context: (n, context_dim) or (context_dim,) conditions, or None for an
+            unconditional model (``context_dim == 0``).
+        name: the argument's name in error messages.
+
+    Returns:
+        (points, context) in ``dtype``; a (context_dim,) context is expanded to (n, ...).
+    """
+    if points.ndim != 2 or points.shape[1] != dim:
+        raise ValueError(f"flow: {name} must have shape (n, {dim}), got {tuple(points.shape)}")
+    points = points.to(dtype)
+    if context_dim == 0:
+        if context is not None:
+            raise ValueError("flow: context given to an unconditional flow")
+        return points, None
+    if context is None:
+        raise ValueError(f"flow: context of length {context_dim} required")
+    context = context.to(dtype)
+    if context.ndim == 1:
+        context = context.expand(points.shape[0], -1)
+    if context.shape != (points.shape[0], context_dim):
+        raise ValueError(
+            f"flow: context must have shape ({points.shape[0]}, {context_dim}) or "
+            f"({context_dim},), got {tuple(context.shape)}"
+        )
+    return points, context
