@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import Tensor
 
-__all__ = ["Estimate", "Integrand", "Integrator", "combine_estimates"]
+__all__ = ["Estimate", "Integrand", "Integrator", "average_estimates", "combine_estimates"]
 
 Integrand = Callable[[Tensor], Tensor]
 
@@ -71,6 +71,21 @@ def combine_estimates(estimates: Sequence[Estimate]) -> Estimate:
     )
 
 
+def average_estimates(estimates: Sequence[Estimate]) -> Estimate:
+    """Plain mean of independent, identically distributed estimates (a frozen sampler):
+    error sqrt(sum sigma_i^2) / n. Unlike the inverse-variance average it has no bias from
+    the correlation of each estimate with its error; chi^2/dof measures consistency."""
+    if not estimates:
+        raise ValueError("no estimates to average")
+    n = len(estimates)
+    if n == 1:
+        return estimates[0]
+    mean = sum(e.value for e in estimates) / n
+    error = math.sqrt(sum(e.error**2 for e in estimates)) / n
+    chi2 = sum((e.value - mean) ** 2 / e.error**2 for e in estimates if e.error > 0)
+    return Estimate(mean, error, sum(e.n_eval for e in estimates), chi2 / (n - 1))
+
+
 class Integrator(ABC):
     """Adaptive Monte Carlo integrator on the unit hypercube [0, 1)^n_dim.
 
@@ -89,15 +104,19 @@ class Integrator(ABC):
         """Draw ``n`` points: (r of shape (n, n_dim), jacobian of shape (n,))."""
 
     def integrate(self, f: Integrand, n_iter: int, n_per_iter: int) -> Estimate:
-        """Estimate the integral with fresh samples and no adaptation."""
+        """Estimate the integral with fresh samples and no adaptation (plain mean of the
+        ``n_iter`` independent iterations, :func:`average_estimates`)."""
+        if n_iter < 1 or n_per_iter < 2:
+            raise ValueError(
+                f"{type(self).__name__}.integrate: need n_iter >= 1 and n_per_iter >= 2, "
+                f"got {n_iter}, {n_per_iter}"
+            )
         estimates = []
         for _ in range(n_iter):
             r, jac = self.sample(n_per_iter)
-            w = f(r) * jac
-            mean = float(w.mean())
-            err = float(w.std() / math.sqrt(len(w))) if len(w) > 1 else math.inf
-            estimates.append(Estimate(mean, err, len(w)))
-        return combine_estimates(estimates)
+            w = f(r).to(jac.dtype) * jac
+            estimates.append(Estimate(float(w.mean()), float(w.std() / math.sqrt(len(w))), len(w)))
+        return average_estimates(estimates)
 
     @abstractmethod
     def state_dict(self) -> dict[str, Any]:

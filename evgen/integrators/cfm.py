@@ -549,31 +549,6 @@ class CFMIntegrator(Integrator):
         return combine_estimates(estimates[skip:])
 
     # --- frozen estimates ----------------------------------------------------------
-    def integrate(self, f: Integrand, n_iter: int, n_per_iter: int) -> Estimate:
-        """Estimate with fresh samples and the frozen model.
-
-        Iterations are i.i.d., so they are combined by their plain mean (error
-        sqrt(sum sigma_i^2) / n_iter), free of the bias an inverse-variance average
-        gets from the correlation of estimates with their errors (as
-        :meth:`Vegas.integrate`); chi^2/dof measures their consistency.
-        """
-        if n_iter < 1 or n_per_iter < 2:
-            raise ValueError(
-                f"CFMIntegrator.integrate: need n_iter >= 1 and n_per_iter >= 2, got "
-                f"{n_iter}, {n_per_iter}"
-            )
-        est = []
-        for _ in range(n_iter):
-            r, jac = self.sample(n_per_iter)
-            w = f(r).to(torch.float64) * jac
-            est.append(Estimate(float(w.mean()), float(w.std() / math.sqrt(len(w))), len(w)))
-        if n_iter == 1:
-            return est[0]
-        mean = sum(e.value for e in est) / n_iter
-        error = math.sqrt(sum(e.error**2 for e in est)) / n_iter
-        chi2 = sum((e.value - mean) ** 2 / e.error**2 for e in est if e.error > 0)
-        return Estimate(mean, error, sum(e.n_eval for e in est), chi2 / (n_iter - 1))
-
     # --- persistence ---------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Settings and network weights (round-trips through ``torch.save``).

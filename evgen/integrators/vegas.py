@@ -44,7 +44,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from evgen.integrators.base import Estimate, Integrand, Integrator, combine_estimates
+from evgen.integrators.base import (
+    Estimate,
+    Integrand,
+    Integrator,
+    average_estimates,
+    combine_estimates,
+)
 
 __all__ = ["Vegas"]
 
@@ -318,13 +324,9 @@ class Vegas(Integrator):
             raise ValueError(
                 f"Vegas.integrate: need n_iter >= 1 and n_per_iter >= 2, got {n_iter}, {n_per_iter}"
             )
-        est = [self._iteration(f, n_per_iter, adapt=False) for _ in range(n_iter)]
-        if n_iter == 1:
-            return est[0]
-        mean = sum(e.value for e in est) / n_iter
-        error = math.sqrt(sum(e.error**2 for e in est)) / n_iter
-        chi2 = sum((e.value - mean) ** 2 / e.error**2 for e in est if e.error > 0)
-        return Estimate(mean, error, sum(e.n_eval for e in est), chi2 / (n_iter - 1))
+        return average_estimates(
+            [self._iteration(f, n_per_iter, adapt=False) for _ in range(n_iter)]
+        )
 
     def state_dict(self) -> dict[str, Any]:
         """Grid and settings as tensors and numbers (round-trips through torch.save).
