@@ -12,9 +12,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import Tensor
 
-__all__ = ["Estimate", "Integrand", "Integrator", "average_estimates", "combine_estimates"]
+__all__ = [
+    "Estimate",
+    "Integrand",
+    "Integrator",
+    "average_estimates",
+    "combine_estimates",
+    "seeded_generator",
+]
 
 Integrand = Callable[[Tensor], Tensor]
 
@@ -69,6 +77,21 @@ def combine_estimates(estimates: Sequence[Estimate]) -> Estimate:
         n_eval=sum(e.n_eval for e in estimates),
         chi2_dof=chi2 / (len(estimates) - 1),
     )
+
+
+def seeded_generator(
+    seed: int | None, device: torch.device | str = "cpu", generator: torch.Generator | None = None
+) -> torch.Generator:
+    """The random generator an integrator draws from: ``generator`` if given (re-seeded
+    with ``seed`` when one is given), else a new one on ``device`` seeded with ``seed``
+    (from fresh entropy when ``seed`` is None)."""
+    if generator is None:
+        generator = torch.Generator(device=torch.device(device))
+        if seed is None:
+            generator.seed()
+    if seed is not None:
+        generator.manual_seed(int(seed))
+    return generator
 
 
 def average_estimates(estimates: Sequence[Estimate]) -> Estimate:

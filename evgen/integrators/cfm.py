@@ -97,7 +97,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from evgen.integrators.base import Estimate, Integrand, Integrator, combine_estimates
+from evgen.integrators.base import (
+    Estimate,
+    Integrand,
+    Integrator,
+    combine_estimates,
+    seeded_generator,
+)
 from evgen.integrators.vegas import Vegas
 from evgen.ml.cfm import UnitHypercubeCFM
 from evgen.ml.ode import ODEOptions, odeint
@@ -285,13 +291,7 @@ class CFMIntegrator(Integrator):
         self.config = config or CFMConfig()
         self.vegas = vegas
         self.device = torch.device(device) if generator is None else generator.device
-        if generator is None:
-            generator = torch.Generator(device=self.device)
-            if seed is None:
-                generator.seed()
-        if seed is not None:
-            generator.manual_seed(int(seed))
-        self.generator = generator
+        self.generator = seeded_generator(seed, self.device, generator)
         # Parameters are initialised from torch's global generator: seed that from ours,
         # so a seeded integrator starts from the same network every time.
         init_seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=self.device))

@@ -50,6 +50,7 @@ from evgen.integrators.base import (
     Integrator,
     average_estimates,
     combine_estimates,
+    seeded_generator,
 )
 
 __all__ = ["Vegas"]
@@ -117,13 +118,7 @@ class Vegas(Integrator):
         if max_batch is not None and max_batch < 1:
             raise ValueError(f"Vegas: max_batch must be >= 1, got {max_batch}")
         self.device = torch.device(device) if generator is None else generator.device
-        if generator is None:
-            generator = torch.Generator(device=self.device)
-            if seed is None:
-                generator.seed()
-        if seed is not None:
-            generator.manual_seed(int(seed))
-        self.generator = generator
+        self.generator = seeded_generator(seed, self.device, generator)
         if max_batch is None:
             max_batch = 2**16 if self.device.type == "cpu" else 2**20
         self.max_batch = int(max_batch)

@@ -57,7 +57,7 @@ from typing import Any, Literal, cast
 import torch
 from torch import Tensor, nn
 
-from evgen.integrators.base import Estimate, Integrator, combine_estimates
+from evgen.integrators.base import Estimate, Integrator, combine_estimates, seeded_generator
 from evgen.integrators.madnis.buffer import Batch, ReplayBuffer
 from evgen.integrators.madnis.channels import (
     ChannelEvaluation,
@@ -135,15 +135,12 @@ class MadNIS(Integrator):
         self.device = torch.device(device)
         # One generator draws every point; with a seed, its stream is that of
         # manual_seed(seed). Networks are initialised from the seed (or a random one).
-        self.generator = torch.Generator(device=self.device)
-        if seed is None:
-            self.generator.seed()
-            self._init_seed = int(
-                torch.randint(0, 2**62, (1,), generator=self.generator, device=self.device)
-            )
-        else:
-            self.generator.manual_seed(int(seed))
-            self._init_seed = int(seed)
+        self.generator = seeded_generator(seed, self.device)
+        self._init_seed = (
+            int(seed)
+            if seed is not None
+            else int(torch.randint(0, 2**62, (1,), generator=self.generator, device=self.device))
+        )
         cfg = self.config
         self.conditional = cfg.flow_mode == "conditional" or (
             cfg.flow_mode == "auto" and self.n_channels > cfg.max_channel_flows
