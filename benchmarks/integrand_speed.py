@@ -18,22 +18,13 @@ import time
 from pathlib import Path
 
 import torch
+from machine_info import cpu_model
 
 from evgen.card import load_card
 from evgen.run import prepare
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def points_per_second(card_path: Path, batch: int, device: str, repeat: int = 5) -> float:

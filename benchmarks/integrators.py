@@ -69,6 +69,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine_info import cpu_model
 from torch import Tensor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -699,14 +700,7 @@ def table(rows: list[Row]) -> str:
 
 
 def machine(threads: int) -> str:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_model()
     venv = sys.prefix != sys.base_prefix
     return (
         f"- machine: {platform.machine()}, `nproc` = {os.cpu_count()}, CPU: {model}; shared "

@@ -67,6 +67,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine_info import cpu_model
 from scipy import integrate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -300,14 +301,7 @@ def provenance() -> str:
 
 
 def machine() -> str:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_model()
     import vegas
 
     return (
