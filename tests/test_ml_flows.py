@@ -12,6 +12,7 @@ import math
 
 import pytest
 import torch
+from densities import truncated_gaussian
 
 from evgen.ml import Trainer, TrainingConfig, UnitHypercubeFlow, coupling_masks
 
@@ -169,22 +170,7 @@ SIGMA = torch.tensor([0.1, 0.1], dtype=F64)
 
 def _truncated_gaussian() -> tuple:
     """A 2-d Gaussian bump truncated to the unit square: exact density and sampler."""
-
-    def cdf(x: torch.Tensor) -> torch.Tensor:
-        return 0.5 * (1 + torch.erf((x - MU) / (SIGMA * math.sqrt(2))))
-
-    lo, hi = cdf(torch.zeros(2, dtype=F64)), cdf(torch.ones(2, dtype=F64))
-    log_norm = torch.log(hi - lo).sum()
-
-    def log_p(x: torch.Tensor) -> torch.Tensor:
-        z = (x - MU) / SIGMA
-        return (-0.5 * z**2 - torch.log(SIGMA * math.sqrt(2 * math.pi))).sum(1) - log_norm
-
-    def draw(n: int, g: torch.Generator) -> torch.Tensor:
-        u = lo + (hi - lo) * torch.rand(n, 2, generator=g, dtype=F64)
-        return MU + SIGMA * math.sqrt(2) * torch.erfinv(2 * u - 1)
-
-    return log_p, draw
+    return truncated_gaussian(MU, SIGMA)
 
 
 def test_trained_flow_reduces_importance_weight_variance() -> None:
