@@ -40,6 +40,7 @@ __all__ = [
     "LearnedCard",
     "RunSettings",
     "OutputCard",
+    "Engine",
     "load_card",
     "parse_card",
 ]
@@ -260,6 +261,12 @@ class LearnedCard(_Strict):
     hidden_layers: Annotated[int, Field(ge=1)] = 2
     #: optimiser steps per round (MadNIS: buffered steps, default 3; CFM: default 100)
     steps_per_round: Annotated[int, Field(ge=0)] | None = None
+    #: MadNIS: learning-rate schedule over the rounds (cosine decay to 1 %, or constant)
+    lr_schedule: Literal["cosine", "constant"] = "cosine"
+    #: MadNIS: train the first this many rounds on the tempered target |f|^beta, beta
+    #: rising from anneal_start to 1, so the flows find every peak (0: off)
+    anneal_rounds: Annotated[int, Field(ge=0)] = 0
+    anneal_start: Annotated[float, Field(gt=0, le=1)] = 0.01
     #: CFM's optimiser steps on the unweighted VEGAS sample before the rounds (cfm only)
     pretrain_steps: Annotated[int, Field(ge=0)] = 1000
     state: str | None = None  #: load this trained state and skip training
@@ -302,6 +309,10 @@ class IntegratorCard(_Strict):
             raise ValueError(
                 "learned.loss applies to type madnis only (cfm trains by flow matching)"
             )
+        if self.type == "cfm" and self.learned is not None and self.learned.anneal_rounds:
+            raise ValueError(
+                "learned.anneal_rounds applies to type madnis only (cfm trains by flow matching)"
+            )
         return self
 
     @property
@@ -318,19 +329,36 @@ class RunSettings(_Strict):
     device: str = "cpu"
 
 
+OutputFormat = Literal["lhe", "root"]
+_ALL_FORMATS: tuple[OutputFormat, ...] = ("lhe", "root")
+
+
 class OutputCard(_Strict):
     """Where and what to write: ``<path>/events.lhe[.gz]``, ``<path>/events.root``,
     ``<path>/summary.json``."""
 
     path: str = "output/run"
-    formats: list[Literal["lhe", "root"]] = Field(default_factory=lambda: ["lhe", "root"])
+    formats: list[OutputFormat] = Field(default_factory=lambda: list(_ALL_FORMATS))
     gzip: bool = False
 
 
+Engine = Literal["auto", "analytic", "amplitudes"]
+
+
 class RunCard(_Strict):
-    """A whole run card."""
+    """A whole run card.
+
+    ``process`` is one MadGraph ``generate`` line (multiparticle labels, coupling orders,
+    ``/``, ``$``, ``$$``, required s-channels); ``definitions`` adds multiparticle labels,
+    as MadGraph's ``define`` lines (``["define q = u c d s"]``) or a mapping
+    (``{q: [u, c, d, s]}``); ``engine`` chooses the matrix elements: ``analytic`` the
+    hand-written library, ``amplitudes`` the automatic helicity-amplitude engine, ``auto``
+    the library when it has every subprocess of the process, else the engine.
+    """
 
     process: str
+    definitions: list[str] | dict[str, list[str] | str] | None = None
+    engine: Engine = "auto"
     beams: BeamsCard = Field(default_factory=BeamsCard)
     pdf: PDFCard = Field(default_factory=PDFCard)
     model: ModelCard = Field(default_factory=ModelCard)
@@ -339,6 +367,23 @@ class RunCard(_Strict):
     integrator: IntegratorCard = Field(default_factory=IntegratorCard)
     run: RunSettings = Field(default_factory=RunSettings)
     output: OutputCard = Field(default_factory=OutputCard)
+
+    @field_validator("definitions", mode="before")
+    @classmethod
+    def _definitions_shape(cls, value: Any) -> Any:
+        def names(v: Any) -> bool:
+            return isinstance(v, str) or isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+        if value is None or isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return value
+        if isinstance(value, dict) and all(
+            isinstance(k, str) and names(v) for k, v in value.items()
+        ):
+            return value
+        raise ValueError(
+            "expected a list of 'define LABEL = PARTICLES' lines or a mapping of labels to "
+            f"particle names (a list or a space-separated string), got {value!r}"
+        )
 
     @property
     def sqrt_s(self) -> float:

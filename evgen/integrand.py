@@ -9,6 +9,8 @@ where J_c = dx1 dx2 dPhi_n per unit hypercube volume of channel c's mapping
 (phase-space module), f = xf/x the parton densities (1 for lepton beams), S_i the
 identical-particle factor and 1/(2 s_hat) the flux of massless partons. ``w = sum_i w_i``
 integrates to the total cross section in pb; each ``w_i`` to that subprocess's.
+Subprocesses with one matrix element (:class:`~processes.registry.FlavourAlias`) share its
+evaluation.
 
 Multi-channel (MadGraph's single-diagram-enhanced integration, Maltoni & Stelzer,
 hep-ph/0208156): channel c has its own mapping r -> x and a prior weight alpha_c(x) >= 0
@@ -35,13 +37,15 @@ from evgen.kinematics import dot
 from evgen.params import GEV2_TO_PB
 from evgen.pdf import PDFSet
 from evgen.phasespace import HadronicPhaseSpace, LeptonicPhaseSpace
+from evgen.phasespace.diagram_channels import ChannelPhaseSpace
 from evgen.scales import ScaleChoice
 from processes.base import Process
+from processes.registry import matrix_element_owner
 
 __all__ = ["Integrand", "IntegrandValues"]
 
-PhaseSpace = HadronicPhaseSpace | LeptonicPhaseSpace
-_MAPPINGS = (HadronicPhaseSpace, LeptonicPhaseSpace)
+PhaseSpace = HadronicPhaseSpace | LeptonicPhaseSpace | ChannelPhaseSpace
+_MAPPINGS = (HadronicPhaseSpace, LeptonicPhaseSpace, ChannelPhaseSpace)
 
 
 @dataclass
@@ -134,6 +138,16 @@ class Integrand:
         for i, c in enumerate(cuts):
             self._cut_groups.setdefault(c.signature, (c, []))[1].append(i)
         self.symmetry = torch.tensor([p.symmetry_factor for p in self.subprocesses])
+        # Subprocesses sharing one matrix element (flavour aliases: c c~ > t t~ g uses
+        # u u~ > t t~ g's plan) are evaluated once per point: owner index per subprocess.
+        owners: list[Process] = []
+        self._owner_of: list[int] = []
+        for proc in self.subprocesses:
+            owner = matrix_element_owner(proc)
+            if not any(owner is o for o in owners):
+                owners.append(owner)
+            self._owner_of.append(next(k for k, o in enumerate(owners) if o is owner))
+        self._owners = owners
 
     def _densities(self, k: int, x: Tensor, mu_f: Tensor) -> Tensor:
         beam = self.beams[k]
@@ -144,16 +158,37 @@ class Integrand:
         xfx = self.pdf.xfx_all(x, mu_f**2)
         return xfx[:, self.columns[k]] / x.unsqueeze(1)
 
-    def _prior(self, p: Tensor, w: Tensor) -> Tensor:
-        """alpha_c at momenta p (m, n_ext, 4) given subprocess weights w (m, n_sub)."""
+    def _owner_values(self, p: Tensor, alpha_s: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        """|M|^2 (m,) and, with several channels, the SDE weights (m, n_channels_i) of
+        every distinct matrix element at momenta p (m, n_ext, 4); one evaluation of the
+        amplitudes for both where the process offers it
+        (``matrix_element_and_channel_weights``: its weights at the running alpha_s)."""
+        me, cw = [], []
+        for owner in self._owners:
+            fused = getattr(owner, "matrix_element_and_channel_weights", None)
+            if self.n_channels > 1 and fused is not None:
+                m2, weights = fused(p, alpha_s)
+                me.append(m2)
+                cw.append(weights)
+                continue
+            me.append(owner.matrix_element(p, alpha_s))
+            if self.n_channels > 1:
+                cw.append(owner.channel_weights(p))
+        return me, cw
+
+    def _prior(self, p: Tensor, w: Tensor, owner_weights: list[Tensor] | None = None) -> Tensor:
+        """alpha_c at momenta p (m, n_ext, 4) given subprocess weights w (m, n_sub) and,
+        optionally, the channel weights of each distinct matrix element."""
         m = p.shape[0]
         if self.n_channels == 1:
             return torch.ones(m, 1, dtype=p.dtype, device=p.device)
         n_sub = len(self.subprocesses)
         per_sub = torch.zeros(m, n_sub, self.n_channels, dtype=p.dtype, device=p.device)
-        for i, proc in enumerate(self.subprocesses):
+        if owner_weights is None:
+            owner_weights = [owner.channel_weights(p) for owner in self._owners]
+        for i in range(n_sub):
             idx = self.channel_of[i].to(p.device)
-            per_sub[:, i].index_add_(1, idx, proc.channel_weights(p))
+            per_sub[:, i].index_add_(1, idx, owner_weights[self._owner_of[i]])
         a = w.abs()
         total = a.sum(dim=1, keepdim=True)
         weighted = (a.unsqueeze(2) * per_sub).sum(dim=1) / torch.where(total > 0, total, 1.0)
@@ -183,13 +218,12 @@ class Integrand:
             )
             s_hat = dot(pa[:, 0] + pa[:, 1], pa[:, 0] + pa[:, 1])
             common = GEV2_TO_PB * point.jacobian[alive] / (2.0 * s_hat)
-            me = torch.stack(
-                [proc.matrix_element(pa, alpha_s[alive]) for proc in self.subprocesses], dim=1
-            )
+            owner_me, owner_cw = self._owner_values(pa, alpha_s[alive])
+            me = torch.stack([owner_me[k] for k in self._owner_of], dim=1)
             w = common.unsqueeze(1) * lum * me * self.symmetry.to(pa)
             w = torch.where(pass_cuts[alive], w, torch.zeros_like(w))
             sub_weights[alive] = w
-            prior[alive] = self._prior(pa, w)
+            prior[alive] = self._prior(pa, w, owner_cw)
         return IntegrandValues(
             weights=sub_weights.sum(dim=1),
             sub_weights=sub_weights,

@@ -97,7 +97,7 @@ class SMParameters:
     wt: float = 1.4915  #: top width, GeV
     mb: float = 4.7  #: bottom mass, GeV (massless in the 5-flavour scheme)
     mh: float = 125.0  #: Higgs mass, GeV
-    wh: float = 6.38339e-3  #: Higgs width, GeV
+    wh: float = 6.382339e-3  #: Higgs width, GeV (MadGraph sm param_card)
     #: alpha_s used where no running value is supplied (param_card aS); a run takes
     #: alpha_s(mu) from the PDF set instead.
     alpha_s: float = 0.118

@@ -233,6 +233,9 @@ def _train_learned(
                 cw_hidden=ls.hidden,
                 cw_hidden_layers=ls.hidden_layers,
                 learning_rate=ls.learning_rate,
+                lr_schedule=ls.lr_schedule,
+                anneal_rounds=ls.anneal_rounds,
+                anneal_start=ls.anneal_start,
                 **({} if ls.steps_per_round is None else {"buffered_steps": ls.steps_per_round}),
             )
             m = MadNIS(

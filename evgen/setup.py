@@ -7,14 +7,31 @@ in a second with a :class:`~evgen.errors.CardError` naming the key, and nothing 
 Subprocesses with the same outgoing masses share one integrand (a
 :class:`PhaseSpaceGroup`). Energies in GeV.
 
-Channels (``integrator.multichannel``, the default): each diagram channel of the group's
-processes gets a mapping of tau = s_hat / S. A channel with a massive s-channel
-propagator that makes the whole final state, inside the s_hat window, gets that
-resonance's mapping (Breit-Wigner + power-law mixture, see LuminosityMapping); every other
-channel (photon, gluon, t-channel lines) the power law tau^-nu. Channels whose mappings
-are the same are merged into one integrand channel, their prior weights summed: p p > t t~
-has one channel, p p > e+ e- two (photon; Z) or three with a Z'. Lepton collisions have
-a fixed s_hat, so all their channels merge into one.
+Channels (``integrator.multichannel``, the default), two outgoing particles: each diagram
+channel of the group's processes gets a mapping of tau = s_hat / S. A channel with a
+massive s-channel propagator that makes the whole final state, inside the s_hat window,
+gets that resonance's mapping (Breit-Wigner + power-law mixture, see LuminosityMapping);
+every other channel (photon, gluon, t-channel lines) the power law tau^-nu. Channels whose
+mappings are the same are merged into one integrand channel, their prior weights summed:
+p p > t t~ has one channel, p p > e+ e- two (photon; Z) or three with a Z'. Lepton
+collisions have a fixed s_hat, so all their channels merge into one.
+
+Three or more outgoing particles: with ``integrator.multichannel``, one mapping per distinct
+diagram channel of the group's processes (MadGraph's configs:
+:func:`~evgen.phasespace.diagram_channels.channel_phase_spaces`, s-channel invariants and
+t-channel chains mapped on their propagators), each weighted with the processes' SDE
+weights; without it, one RAMBO mapping of the final state (flat) after the tau mapping.
+
+Processes (:func:`processes.resolve`): the card's ``process`` line with its ``definitions``
+and ``engine`` (analytic library or automatic helicity amplitudes); subprocesses with the
+same matrix element share one evaluation (:class:`processes.FlavourAlias`). MadGraph's
+``$ X`` (on-shell exclusion) becomes a cut: no s-channel X line of the diagrams within
+:data:`BW_CUTOFF` widths of its mass. Decay chains are refused (not in runs yet).
+
+Two massless outgoing particles in hadron collisions: every channel's phase space maps the
+card's rapidity and pT cuts on them exactly (:class:`MasslessPairCuts`: ptl/etal on
+charged leptons, ptj/etaj on jets, as :class:`~evgen.cuts.Cuts` applies them), so that no
+point is sampled outside them; the integrand still applies every cut.
 """
 
 from __future__ import annotations
@@ -26,24 +43,38 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 import processes
 from evgen.alphas import AlphaS
 from evgen.beams import Beam, parse_beam
-from evgen.card import RunCard
+from evgen.card import CutsCard, RunCard
 from evgen.cuts import Cuts
 from evgen.errors import CardError, PDFError, ProcessError
 from evgen.integrand import Integrand
+from evgen.kinematics import mass2
 from evgen.params import SMParameters
 from evgen.pdf import PDFSet, load_pdf
 from evgen.phasespace import HadronicPhaseSpace, LeptonicPhaseSpace
+from evgen.phasespace.collider import MasslessPairCuts
+from evgen.phasespace.diagram_channels import ChannelPhaseSpace, channel_phase_spaces
 from evgen.scales import ScaleChoice
+from processes.auto.syntax import parse_process
 from processes.base import Channel, Process
 from processes.particles import particle_name
 
-__all__ = ["PreparedRun", "PhaseSpaceGroup", "ChannelInfo", "prepare"]
+__all__ = ["PreparedRun", "PhaseSpaceGroup", "ChannelInfo", "prepare", "DIAGRAM_CHANNELS"]
 
 Resonance = tuple[float, float]  # (mass, width) in GeV
+PhaseSpace = HadronicPhaseSpace | LeptonicPhaseSpace | ChannelPhaseSpace
+
+#: 3+ outgoing particles with ``integrator.multichannel``: diagram-channel mappings
+#: (:mod:`evgen.phasespace.diagram_channels`) if True, else one RAMBO mapping.
+DIAGRAM_CHANNELS = True
+
+#: MadGraph's run_card ``bwcutoff``: a ``$``-excluded s-channel particle counts as on
+#: shell within this many widths of its mass (the region the phase space vetoes).
+BW_CUTOFF = 15.0
 
 
 @dataclass(frozen=True)
@@ -92,6 +123,93 @@ class PreparedRun:
         return [p for g in self.groups for p in g.subprocesses]
 
 
+def _resolve_process(card: RunCard, params: SMParameters, source: str) -> list[Process]:
+    """The card's partonic subprocesses (``process``, ``definitions``, ``engine``,
+    ``model.n_flavours``); CardError naming the key at fault."""
+    n_flavours = card.model.n_flavours
+    try:
+        table = processes.label_definitions(card.definitions, n_flavours)
+    except ProcessError as err:
+        raise CardError(f"{source}: definitions: {err}") from None
+    if card.engine == "analytic" and table:
+        raise CardError(
+            f"{source}: engine: the analytic library takes bare process lines without "
+            "definitions; use engine: amplitudes (or auto)"
+        )
+    try:
+        defn = parse_process(card.process, table, n_flavours)
+    except ProcessError as err:
+        raise CardError(f"{source}: process: {err}") from None
+    if defn.decays:
+        raise CardError(
+            f"{source}: process: decay chains (',') are not supported in runs yet, got "
+            f"{card.process!r}; generate the production alone (e.g. "
+            f"{' '.join(defn.initial)} > {' '.join(defn.final)}) or the full final state"
+        )
+    try:
+        return processes.resolve(
+            card.process, params, engine=card.engine, definitions=table, n_flavours=n_flavours
+        )
+    except ProcessError as err:
+        hint = ""
+        if card.engine == "analytic":
+            hint = " (engine: analytic; engine: amplitudes computes any tree-level process)"
+        raise CardError(f"{source}: process: {err}{hint}") from None
+
+
+class _VetoedCuts(Cuts):
+    """The card's cuts and MadGraph's ``$`` veto: no invariant mass of an excluded
+    s-channel line within ``BW_CUTOFF`` widths of its mass.
+
+    Args:
+        windows: (outgoing indices, mass, half-width) in GeV of each vetoed line.
+    """
+
+    def __init__(
+        self,
+        card: CutsCard,
+        outgoing: tuple[int, ...],
+        n_flavours: int,
+        windows: tuple[tuple[tuple[int, ...], float, float], ...],
+    ) -> None:
+        super().__init__(card, outgoing, n_flavours)
+        self.windows = windows
+
+    @property
+    def signature(self) -> tuple:
+        return (*super().signature, self.windows)
+
+    def __call__(self, p: Tensor) -> Tensor:
+        ok = super().__call__(p)
+        for legs, mass, half_width in self.windows:
+            m = torch.sqrt(mass2(p[:, list(legs)].sum(dim=1)).clamp(min=0.0))
+            ok = ok & ((m - mass).abs() >= half_width)
+        return ok
+
+
+def _onshell_vetoes(proc: Process) -> frozenset[int]:
+    """Signed PDG ids of the process's ``$`` exclusions (engine processes; none else)."""
+    vetoes: frozenset[int] = getattr(proc, "onshell_vetoes", frozenset())
+    return vetoes
+
+
+def _cuts(card: RunCard, proc: Process) -> Cuts:
+    """The card's cuts for one subprocess, with the on-shell vetoes of its ``$``
+    exclusions (every s-channel line of an excluded particle in its channels)."""
+    vetoes = _onshell_vetoes(proc)
+    windows = sorted(
+        {
+            (tuple(leg - 2 for leg in prop.legs), prop.mass, BW_CUTOFF * prop.width)
+            for ch in proc.channels()
+            for prop in ch.propagators
+            if prop.kind == "s" and prop.pdg in vetoes and prop.width > 0
+        }
+    )
+    if not windows:
+        return Cuts(card.cuts, proc.outgoing, card.model.n_flavours)
+    return _VetoedCuts(card.cuts, proc.outgoing, card.model.n_flavours, tuple(windows))
+
+
 def _check_output_dir(path: Path, source: str) -> None:
     """Fail early (CardError) if nothing can be written under ``path``; create nothing."""
     probe = path
@@ -113,26 +231,41 @@ def _check_output_dir(path: Path, source: str) -> None:
 
 
 def _channel_resonance(
-    channel: Channel, n_out: int, s_min: float, s_max: float
+    channel: Channel,
+    n_out: int,
+    s_min: float,
+    s_max: float,
+    vetoes: frozenset[int] = frozenset(),
 ) -> Resonance | None:
     """The heaviest massive s-channel propagator of ``channel`` that makes the whole final
     state with its mass inside [s_min, s_max] (GeV^2), or None (power-law mapping)."""
     best: Resonance | None = None
     for prop in channel.s_resonances():
+        if prop.pdg in vetoes:  # '$': its resonance region is vetoed, not mapped
+            continue
         if len(prop.legs) == n_out and prop.width > 0 and s_min <= prop.mass**2 <= s_max:
             if best is None or prop.mass > best[0]:
                 best = (prop.mass, prop.width)
     return best
 
 
-def _propagator_label(channel: Channel) -> str:
+def _propagator_label(channel: Channel, legs: bool = False) -> str:
+    """``"z"``, ``"g+t(t-ch)"``; with ``legs`` each line names its outgoing particles,
+    numbered from 1 with the incoming ones as MadGraph does (s-channel: the particles it
+    makes, ``"g(3,4,5)+t~(4,5)"``; t-channel: those on the side of incoming particle 1,
+    ``"g(3,4)+g(t-ch 5)"``)."""
     names = []
     for prop in channel.propagators:
         try:
             name = particle_name(prop.pdg)
         except ProcessError:
             name = str(prop.pdg)
-        names.append(name if prop.kind == "s" else f"{name}(t-ch)")
+        numbers = ",".join(str(leg + 1) for leg in prop.legs)
+        if prop.kind != "s":
+            name = f"{name}(t-ch {numbers})" if legs else f"{name}(t-ch)"
+        elif legs:
+            name = f"{name}({numbers})"
+        names.append(name)
     return "+".join(names) or "flat"
 
 
@@ -147,7 +280,8 @@ def _channel_plan(
     for proc in procs:
         indices = []
         for channel in proc.channels():
-            key = _channel_resonance(channel, n_out, s_min, s_max) if hadronic else None
+            vetoes = _onshell_vetoes(proc)
+            key = _channel_resonance(channel, n_out, s_min, s_max, vetoes) if hadronic else None
             if key not in keys:
                 keys.append(key)
                 labels.append([])
@@ -165,12 +299,153 @@ def _resonance(subprocesses: list[Process], n_out: int) -> tuple[float, float] |
     """The heaviest massive s-channel propagator that produces the whole final state."""
     best: tuple[float, float] | None = None
     for proc in subprocesses:
+        vetoes = _onshell_vetoes(proc)
         for channel in proc.channels():
             for prop in channel.s_resonances():
-                if len(prop.legs) == n_out and prop.width > 0:
+                if len(prop.legs) == n_out and prop.width > 0 and prop.pdg not in vetoes:
                     if best is None or prop.mass > best[0]:
                         best = (prop.mass, prop.width)
     return best
+
+
+def _massless_pair_cuts(cuts: list[Cuts], masses: tuple[float, ...]) -> MasslessPairCuts | None:
+    """The rapidity and pT-minimum cuts on two massless outgoing particles that the phase
+    space can map exactly, loosest over the subprocesses sharing it (so it contains each
+    one's accepted region), or None (other final states, or no such cut).
+
+    Mirrors :class:`~evgen.cuts.Cuts`: its ``leptons`` get ptl/etal, its ``jets``
+    ptj/etaj, other particles (neutrinos, taus, ...) none. Maximum cuts (ptlmax, ptjmax)
+    and pair cuts (mmll, drll, ...) are left to the cut function.
+    """
+    if len(masses) != 2 or any(m != 0 for m in masses):
+        return None
+    eta: list[float | None] = [0.0, 0.0]
+    pt_min = math.inf
+    for cut in cuts:
+        c = cut.card
+        pts = [0.0, 0.0]
+        for slot in (0, 1):
+            if slot in cut.leptons:
+                limit, pts[slot] = c.etal, c.ptl
+            elif slot in cut.jets:
+                limit, pts[slot] = c.etaj, c.ptj
+            else:
+                limit = -1.0
+            old = eta[slot]
+            eta[slot] = None if old is None or limit < 0 else max(old, limit)
+        pt_min = min(pt_min, max(pts))  # pT is common to both particles
+    pt_min = max(pt_min, 0.0) if math.isfinite(pt_min) else 0.0
+    if eta == [None, None] and pt_min == 0.0:
+        return None
+    return MasslessPairCuts(eta_max=(eta[0], eta[1]), pt_min=pt_min)
+
+
+def _mapped_phase_spaces(
+    procs: list[Process],
+    cuts: list[Cuts],
+    beams: tuple[Beam, Beam],
+    s_min: float,
+    s_max: float,
+    s_hi: float,
+    hadronic: bool,
+    card: RunCard,
+    source: str,
+) -> tuple[list[PhaseSpace], list[ChannelInfo], list[list[int]]]:
+    """The tau-mapped phase spaces of a group (see the module docstring): per channel a
+    HadronicPhaseSpace (two-body angles, or RAMBO for 3+ outgoing particles) or a
+    LeptonicPhaseSpace; with the channels and each process's channel index map."""
+    masses = procs[0].masses[2:]
+    n_out = len(masses)
+    if card.integrator.multichannel:
+        channels, channel_of = _channel_plan(procs, n_out, s_min, s_hi, hadronic)
+    else:  # one mapping, on the heaviest resonance (if any)
+        merged, _ = _channel_plan(procs, n_out, s_min, s_hi, hadronic)
+        res = _resonance(procs, n_out) if hadronic else None
+        channels = [ChannelInfo("/".join(c.label for c in merged), res)]
+        channel_of = [[0] * len(p.channels()) for p in procs]
+    # A resonance channel next to a power-law channel leaves the continuum to it and
+    # maps a pure Breit-Wigner; a lone resonance channel keeps the mixture.
+    bw_fraction = 1.0 if any(c.resonance is None for c in channels) else 0.5
+    pair_cuts = _massless_pair_cuts(cuts, masses) if hadronic else None
+    if pair_cuts is not None and pair_cuts.s_hat_min >= s_hi:
+        raise CardError(
+            f"{source}: cuts: pT > {pair_cuts.pt_min:.6g} GeV on both outgoing particles "
+            f"needs sqrt(s_hat) > {2 * pair_cuts.pt_min:.6g} GeV, above the largest "
+            f"allowed {math.sqrt(s_hi):.6g} GeV (cuts.mmllmax or beams.energies): "
+            "no event is possible"
+        )
+    spaces: list[PhaseSpace] = []
+    for info in channels:
+        if hadronic:
+            spaces.append(
+                HadronicPhaseSpace(
+                    beams[0].energy,
+                    beams[1].energy,
+                    masses,
+                    s_hat_min=s_min,
+                    s_hat_max=None if math.isinf(s_max) else s_hi,
+                    resonance=info.resonance,
+                    bw_fraction=bw_fraction,
+                    pair_cuts=pair_cuts,
+                )
+            )
+        else:
+            spaces.append(LeptonicPhaseSpace(beams[0].energy, beams[1].energy, masses))
+    return spaces, channels, channel_of
+
+
+def _diagram_channel_spaces(
+    procs: list[Process],
+    beams: tuple[Beam, Beam],
+    s_min: float,
+    s_hi: float,
+    hadronic: bool,
+) -> tuple[list[PhaseSpace], list[ChannelInfo], list[list[int]]]:
+    """3+ outgoing particles, multi-channel: one diagram-channel mapping per distinct
+    propagator structure of the group's processes (:func:`channel_phase_spaces`), its
+    channel's SDE weight as prior."""
+    chans = channel_phase_spaces(
+        procs,
+        beams[0].energy,
+        beams[1].energy,
+        s_hat_min=s_min,
+        s_hat_max=s_hi,
+        hadronic=hadronic,
+    )
+    # Labels as the two-body channels': propagator names (the first merged diagram's,
+    # "+N" for N more distinct ones, e.g. the same topology in other flavours).
+    names: list[list[str]] = [[] for _ in chans.phase_spaces]
+    for proc, indices in zip(procs, chans.channel_of, strict=True):
+        for channel, k in zip(proc.channels(), indices, strict=True):
+            label = _propagator_label(channel, legs=True)
+            if label not in names[k]:
+                names[k].append(label)
+    infos = []
+    for merged, ps in zip(names, chans.phase_spaces, strict=True):
+        root = ps.topology.root_propagator
+        resonant = hadronic and root is not None and root[0] > 0 and root[1] > 0
+        label = merged[0] + (f" +{len(merged) - 1}" if len(merged) > 1 else "")
+        infos.append(ChannelInfo(label, root if resonant else None))
+    return list(chans.phase_spaces), infos, chans.channel_of
+
+
+def _s_hat_from_cuts(cuts: Cuts, masses: tuple[float, ...]) -> float:
+    """A lower bound on s_hat in GeV^2 that the cuts imply: with zero total transverse
+    momentum, s_hat = sum_ij mT_i mT_j cosh(y_i - y_j) >= (sum_i mT_i)^2, mT_i >=
+    sqrt(m_i^2 + pT_min,i^2) (ptj on jets, ptl on charged leptons); a same-flavour
+    opposite-sign lepton pair of mass >= mmll counts as one particle of that mass."""
+    c = cuts.card
+    pt_min = [0.0] * len(masses)
+    for i in cuts.jets:
+        pt_min[i] = max(c.ptj, 0.0)
+    for i in cuts.leptons:
+        pt_min[i] = max(c.ptl, 0.0)
+    mt = [math.hypot(m, p) for m, p in zip(masses, pt_min, strict=True)]
+    best = sum(mt)
+    if c.mmll > 0:
+        for i, j in cuts.sfos_pairs:
+            best = max(best, c.mmll + sum(mt) - mt[i] - mt[j])
+    return best**2
 
 
 def _has_s_channel_core(proc: Process) -> bool:
@@ -210,10 +485,7 @@ def prepare(card: RunCard, card_text: str = "", source: str = "<card>") -> Prepa
         parse_beam(card.beams.particles[0], card.beams.energies[0], f"{source}: beams.particles"),
         parse_beam(card.beams.particles[1], card.beams.energies[1], f"{source}: beams.particles"),
     )
-    try:
-        candidates = processes.expand(card.process, params, n_flavours=card.model.n_flavours)
-    except ProcessError as err:
-        raise CardError(f"{source}: process: {err}") from None
+    candidates = _resolve_process(card, params, source)
     subs = [
         p for p in candidates if beams[0].holds(p.incoming[0]) and beams[1].holds(p.incoming[1])
     ]
@@ -243,7 +515,7 @@ def prepare(card: RunCard, card_text: str = "", source: str = "<card>") -> Prepa
         by_masses.setdefault(proc.masses[2:], []).append((i + 1, proc))
     for masses, members in by_masses.items():
         procs = [p for _, p in members]
-        cuts = [Cuts(card.cuts, p.outgoing, card.model.n_flavours) for p in procs]
+        cuts = [_cuts(card, p) for p in procs]
         s_min = sum(masses) ** 2
         s_max = math.inf
         if len(masses) == 2 and all(c.sfos_pairs == [(0, 1)] for c in cuts):
@@ -253,45 +525,37 @@ def prepare(card: RunCard, card_text: str = "", source: str = "<card>") -> Prepa
             what = (
                 f"cuts.mmll = {card.cuts.mmll} GeV"
                 if s_min > sum(masses) ** 2
-                else f"the final-state masses ({sum(masses):.6g} GeV)"
+                else f"process: {procs[0].name!r}: the final-state masses ({sum(masses):.6g} GeV)"
             )
             raise CardError(
                 f"{source}: {what} exceed(s) the collider energy sqrt(s) = "
                 f"{math.sqrt(s_collider):.6g} GeV (beams.energies): no event is possible"
             )
         n_out = len(masses)
+        if n_out >= 3:
+            s_cut = min(_s_hat_from_cuts(c, masses) for c in cuts)
+            if s_cut >= s_collider:
+                raise CardError(
+                    f"{source}: cuts: the pT and mass cuts on {procs[0].name!r} need "
+                    f"sqrt(s_hat) >= {math.sqrt(s_cut):.6g} GeV, not below the collider energy "
+                    f"sqrt(s) = {math.sqrt(s_collider):.6g} GeV (beams.energies): no event is "
+                    "possible"
+                )
+            s_min = max(s_min, s_cut)
         hadronic = all(b.is_hadron for b in beams)
         if not hadronic and any(b.is_hadron for b in beams):
             raise CardError(
                 f"{source}: beams.particles: lepton-hadron collisions are not supported yet"
             )
         s_hi = min(s_max, s_collider)
-        if card.integrator.multichannel:
-            channels, channel_of = _channel_plan(procs, n_out, s_min, s_hi, hadronic)
-        else:  # one mapping, on the heaviest resonance (if any)
-            merged, _ = _channel_plan(procs, n_out, s_min, s_hi, hadronic)
-            res = _resonance(procs, n_out) if hadronic else None
-            channels = [ChannelInfo("/".join(c.label for c in merged), res)]
-            channel_of = [[0] * len(p.channels()) for p in procs]
-        # A resonance channel next to a power-law channel leaves the continuum to it and
-        # maps a pure Breit-Wigner; a lone resonance channel keeps the mixture.
-        bw_fraction = 1.0 if any(c.resonance is None for c in channels) else 0.5
-        spaces: list[HadronicPhaseSpace | LeptonicPhaseSpace] = []
-        for info in channels:
-            if hadronic:
-                spaces.append(
-                    HadronicPhaseSpace(
-                        beams[0].energy,
-                        beams[1].energy,
-                        masses,
-                        s_hat_min=s_min,
-                        s_hat_max=None if math.isinf(s_max) else s_hi,
-                        resonance=info.resonance,
-                        bw_fraction=bw_fraction,
-                    )
-                )
-            else:
-                spaces.append(LeptonicPhaseSpace(beams[0].energy, beams[1].energy, masses))
+        if n_out >= 3 and card.integrator.multichannel and DIAGRAM_CHANNELS:
+            spaces, channels, channel_of = _diagram_channel_spaces(
+                procs, beams, s_min, s_hi, hadronic
+            )
+        else:
+            spaces, channels, channel_of = _mapped_phase_spaces(
+                procs, cuts, beams, s_min, s_max, s_hi, hadronic, card, source
+            )
         scale = ScaleChoice(card.scale, s_channel_core=_has_s_channel_core(procs[0]))
         integrand = Integrand(procs, spaces, beams, pdf, alpha_s, scale, cuts, channel_of)
         groups.append(PhaseSpaceGroup(procs, [i for i, _ in members], integrand, channels))

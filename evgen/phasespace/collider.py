@@ -15,6 +15,21 @@ Final state, in the partonic centre-of-mass frame, then boosted along z to the l
     n_out = 2: TwoBodyDecay, r -> (cos theta, phi) of particle 1 (theta from +z, the
                direction of beam 1), exactly flat in the angles;
     n_out >= 3: RAMBO with 3 n_out - 4 numbers (Rambo), massless or massive.
+
+Cut-aware two-body phase space (``HadronicPhaseSpace(..., pair_cuts=MasslessPairCuts(..))``)
+for two massless outgoing particles: particle 1 has lab rapidity Y + eta*, particle 2
+Y - eta*, with Y the rapidity of the pair and eta* = atanh(cos theta*); their common
+transverse momentum is pT = sqrt(s_hat) / (2 cosh eta*). Cuts |eta_1| < E1, |eta_2| < E2
+and pT > pT_min therefore make an interval in eta* at each (s_hat, Y),
+
+    max(-E1 - Y, Y - E2, -a) < eta* < min(E1 - Y, E2 + Y, a),
+    a = acosh(sqrt(s_hat) / (2 pT_min)),
+
+which is non-empty only for s_hat > 4 pT_min^2 and |Y| < min((E1 + E2) / 2, min(E1, E2) + a).
+The mapping samples s_hat and Y inside those limits (LuminosityMapping) and cos theta* flat
+in [tanh(lo), tanh(hi)], with the factor (tanh(hi) - tanh(lo)) / 2 in the Jacobian: the
+accepted region is covered exactly and no point is spent outside it. The integrand still
+applies every cut afterwards.
 """
 
 from __future__ import annotations
@@ -31,7 +46,9 @@ from evgen.phasespace.luminosity import LuminosityMapping
 from evgen.phasespace.rambo import Rambo
 from evgen.phasespace.two_body import TwoBodyDecay, two_body_momentum
 
-__all__ = ["PhaseSpacePoint", "HadronicPhaseSpace", "LeptonicPhaseSpace"]
+_R_TOLERANCE = 1e-9  # map_inverse: how far outside [0, 1] rounding may put a mapped point
+
+__all__ = ["PhaseSpacePoint", "MasslessPairCuts", "HadronicPhaseSpace", "LeptonicPhaseSpace"]
 
 
 @dataclass
@@ -51,6 +68,75 @@ class PhaseSpacePoint:
     x1: Tensor
     x2: Tensor
     jacobian: Tensor
+
+
+@dataclass(frozen=True)
+class MasslessPairCuts:
+    """Acceptance cuts on two massless outgoing particles that the phase space maps exactly.
+
+    Attributes:
+        eta_max: (E1, E2), the |pseudorapidity| limits of outgoing particles 1 and 2 (> 0),
+            None for a particle without a rapidity cut.
+        pt_min: lower limit on their transverse momentum in GeV (>= 0; both particles have
+            the same pT in 2 -> 2, so this is the larger of their two pT cuts).
+
+    Example:
+        >>> cuts = MasslessPairCuts(eta_max=(2.5, 2.5), pt_min=10.0)   # p p > e+ e-
+        >>> ps = HadronicPhaseSpace(6500.0, 6500.0, [0.0, 0.0], s_hat_min=60.0**2,
+        ...                         pair_cuts=cuts)
+    """
+
+    eta_max: tuple[float | None, float | None] = (None, None)
+    pt_min: float = 0.0
+
+    def __post_init__(self) -> None:
+        if len(self.eta_max) != 2 or any(e is not None and not e > 0 for e in self.eta_max):
+            raise ValueError(
+                f"MasslessPairCuts: eta_max must be two limits > 0 (or None), got {self.eta_max}"
+            )
+        if not (math.isfinite(self.pt_min) and self.pt_min >= 0):
+            raise ValueError(
+                f"MasslessPairCuts: pt_min must be finite and >= 0 GeV, got {self.pt_min}"
+            )
+
+    @property
+    def s_hat_min(self) -> float:
+        """Lowest s_hat in GeV^2 at which the pT cut can be passed: 4 pt_min^2."""
+        return 4.0 * self.pt_min**2
+
+    def _limits(self) -> tuple[float, float]:
+        e1, e2 = (math.inf if e is None else float(e) for e in self.eta_max)
+        return e1, e2
+
+    def eta_star_max(self, s_hat: Tensor) -> Tensor:
+        """a = acosh(sqrt(s_hat) / (2 pt_min)), the largest |eta*| passing the pT cut
+        (s_hat (n,) GeV^2); inf without a pT cut, 0 for s_hat <= 4 pt_min^2."""
+        if self.pt_min == 0.0:
+            return torch.full_like(s_hat, math.inf)
+        ratio = torch.sqrt(s_hat.clamp_min(0.0)) / (2.0 * self.pt_min)
+        return torch.acosh(ratio.clamp_min(1.0))
+
+    def rapidity_max(self, s_hat: Tensor) -> Tensor:
+        """Bound on |Y|, the lab rapidity of the pair, beyond which no eta* passes the
+        cuts: min((E1 + E2) / 2, min(E1, E2) + a(s_hat)); s_hat (n,) in GeV^2."""
+        e1, e2 = self._limits()
+        return torch.clamp(self.eta_star_max(s_hat) + min(e1, e2), max=0.5 * (e1 + e2))
+
+    def eta_star_range(self, rapidity: Tensor, s_hat: Tensor) -> tuple[Tensor, Tensor]:
+        """(lo, hi): the interval of eta* (particle 1's rapidity in the pair rest frame)
+        that passes the cuts for a pair of lab rapidity Y and mass^2 s_hat (GeV^2), both
+        (n,); empty where lo >= hi."""
+        e1, e2 = self._limits()
+        a = self.eta_star_max(s_hat)
+        lo = torch.maximum(torch.maximum(-e1 - rapidity, rapidity - e2), -a)
+        hi = torch.minimum(torch.minimum(e1 - rapidity, e2 + rapidity), a)
+        return lo, hi
+
+    def cos_theta_range(self, rapidity: Tensor, s_hat: Tensor) -> tuple[Tensor, Tensor]:
+        """(tanh(lo), tanh(hi)): the accepted interval of cos theta* of particle 1, with
+        hi < lo where none passes (see :meth:`eta_star_range`)."""
+        lo, hi = self.eta_star_range(rapidity, s_hat)
+        return torch.tanh(lo), torch.tanh(hi)
 
 
 class _FinalState:
@@ -121,10 +207,15 @@ class HadronicPhaseSpace:
         s_hat_max: highest s_hat in GeV^2; None (or above S) means S.
         resonance: (mass, width) GeV of an s-channel resonance in s_hat, or None.
         nu, bw_fraction: passed to LuminosityMapping.
+        pair_cuts: acceptance cuts mapped exactly (see the module docstring); only for two
+            massless outgoing particles. s_hat is then restricted to s_hat > 4 pt_min^2,
+            the pair rapidity to where some eta* passes and cos theta* to the accepted
+            interval; None maps the full phase space.
 
     Attributes:
         n_dim: 2 + 3 n_out - 4.
         luminosity: the LuminosityMapping used.
+        pair_cuts: the MasslessPairCuts mapped, or None.
     """
 
     def __init__(
@@ -138,12 +229,21 @@ class HadronicPhaseSpace:
         resonance: tuple[float, float] | None = None,
         nu: float | None = None,
         bw_fraction: float = 0.5,
+        pair_cuts: MasslessPairCuts | None = None,
     ) -> None:
         self._final = _FinalState(masses_out)
         self.masses_out = self._final.masses
         self.n_out = len(self.masses_out)
         self.n_dim = 2 + self._final.n_dim
         threshold = sum(self.masses_out) ** 2
+        if pair_cuts is not None and (self.n_out != 2 or any(m != 0 for m in self.masses_out)):
+            raise ValueError(
+                "HadronicPhaseSpace: pair_cuts maps cuts on two massless outgoing particles "
+                f"only, got masses {self.masses_out} GeV"
+            )
+        self.pair_cuts = pair_cuts
+        if pair_cuts is not None:
+            threshold = max(threshold, pair_cuts.s_hat_min)
         self.luminosity = LuminosityMapping(
             e_beam1,
             e_beam2,
@@ -152,6 +252,7 @@ class HadronicPhaseSpace:
             resonance,
             nu=nu,
             bw_fraction=bw_fraction,
+            rapidity_max=None if pair_cuts is None else pair_cuts.rapidity_max,
         )
         self.e_beam1, self.e_beam2 = float(e_beam1), float(e_beam2)
         self.s = self.luminosity.s
@@ -165,8 +266,15 @@ class HadronicPhaseSpace:
         ok = (a > 0) & (b > 0)
         a_s, b_s = torch.where(ok, a, 1.0), torch.where(ok, b, 1.0)
         e_cm = 2.0 * torch.sqrt(a_s * b_s)
-        final, jac_fs = self._final.map(r[:, 2:], e_cm)
         rapidity = 0.5 * torch.log(a_s / b_s)
+        r_fs = r[:, 2:]
+        if self.pair_cuts is not None:
+            c_lo, c_hi = self.pair_cuts.cos_theta_range(rapidity, 4.0 * a_s * b_s)
+            width = (c_hi - c_lo).clamp_min(0.0)
+            cos_t = c_lo + r_fs[:, 0] * width
+            r_fs = torch.stack([(1.0 + cos_t) / 2.0, r_fs[:, 1]], dim=-1)
+            jac_lum = jac_lum * (width / 2.0)
+        final, jac_fs = self._final.map(r_fs, e_cm)
         final = boost_z(final, rapidity[:, None])
         momenta = torch.cat([_incoming(x1, x2, self.e_beam1, self.e_beam2), final], dim=1)
         jac = torch.where(ok, jac_lum * jac_fs, torch.zeros_like(jac_lum))
@@ -176,7 +284,8 @@ class HadronicPhaseSpace:
         """momenta (n, 2 + n_out, 4) lab frame -> (r (n, n_dim), jacobian (n,)).
 
         x1, x2 are read from the incoming energies; the final state is boosted back to
-        the partonic centre-of-mass frame along z.
+        the partonic centre-of-mass frame along z. With ``pair_cuts``, the Jacobian is 0
+        for momenta outside the mapped (accepted) region.
         """
         p = momenta.to(torch.float64)
         x1 = p[:, 0, 0] / self.e_beam1
@@ -184,7 +293,16 @@ class HadronicPhaseSpace:
         r_lum, jac_lum = self.luminosity.map_inverse(torch.stack([x1, x2], dim=-1))
         a, b = (x1 * self.e_beam1).clamp_min(1e-300), (x2 * self.e_beam2).clamp_min(1e-300)
         e_cm = 2.0 * torch.sqrt(a * b)
-        r_fs, jac_fs = self._final.map_inverse(p[:, 2:], e_cm, 0.5 * torch.log(a / b))
+        rapidity = 0.5 * torch.log(a / b)
+        r_fs, jac_fs = self._final.map_inverse(p[:, 2:], e_cm, rapidity)
+        if self.pair_cuts is not None:
+            c_lo, c_hi = self.pair_cuts.cos_theta_range(rapidity, 4.0 * a * b)
+            width = c_hi - c_lo
+            safe = torch.where(width > 0, width, torch.ones_like(width))
+            r0 = (2.0 * r_fs[:, 0] - 1.0 - c_lo) / safe
+            inside = (width > 0) & (r0 >= -_R_TOLERANCE) & (r0 <= 1.0 + _R_TOLERANCE)
+            r_fs = torch.stack([r0.clamp(0.0, 1.0), r_fs[:, 1]], dim=-1)
+            jac_fs = torch.where(inside, jac_fs * (width / 2.0), torch.zeros_like(jac_fs))
         return torch.cat([r_lum, r_fs], dim=-1), jac_lum * jac_fs
 
 

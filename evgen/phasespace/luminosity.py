@@ -8,6 +8,11 @@ y = ln(x1 / x2) / 2, the measure is dx1 dx2 = dtau dy. The map is
 
 and the Jacobian dx1 dx2 per unit square is jac = (-ln tau) / p(tau).
 
+Optionally (``rapidity_max``, e.g. from acceptance cuts on the final state) the lab-frame
+rapidity Y = y + ln(E1 / E2) / 2 of the partonic system is bounded, |Y| < Y_max(s_hat):
+y is then uniform in the intersection [y_lo, y_hi] of both ranges and jac = (y_hi - y_lo)
+/ p(tau), 0 where the intersection is empty.
+
 Choice of p(tau) (documented decision):
     * no resonance, or its mass^2 outside [s_hat_min, s_hat_max]: a power law
       tau^-nu from tau_min, nu = 1 (flat in ln tau) by default; nu = 0.5 when
@@ -24,6 +29,7 @@ Choice of p(tau) (documented decision):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -38,6 +44,7 @@ from evgen.phasespace.invariants import (
 __all__ = ["LuminosityMapping"]
 
 _TAU_FLOOR = 1e-300
+_R_TOLERANCE = 1e-9  # map_inverse: how far outside [0, 1] rounding may put a mapped point
 
 
 class LuminosityMapping:
@@ -50,6 +57,8 @@ class LuminosityMapping:
         resonance: (mass, width) in GeV of an s-channel resonance in s_hat, or None.
         nu: power of the continuum density tau^-nu (default 1, or 0.5 if s_hat_min = 0).
         bw_fraction: share of the Breit-Wigner in the mixture (1: pure Breit-Wigner).
+        rapidity_max: a function s_hat (n,) GeV^2 -> (n,) bound on |Y|, the lab-frame
+            rapidity of the partonic system (``inf`` where unbounded), or None (no bound).
 
     Example:
         >>> lum = LuminosityMapping(6500.0, 6500.0, 60.0**2, 120.0**2, resonance=(91.19, 2.44))
@@ -68,6 +77,7 @@ class LuminosityMapping:
         *,
         nu: float | None = None,
         bw_fraction: float = 0.5,
+        rapidity_max: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
         if not (e_beam1 > 0 and e_beam2 > 0):
             raise ValueError(
@@ -77,6 +87,8 @@ class LuminosityMapping:
             raise ValueError(f"LuminosityMapping: bw_fraction must be in [0, 1], got {bw_fraction}")
         self.e_beam1, self.e_beam2 = float(e_beam1), float(e_beam2)
         self.s = 4.0 * self.e_beam1 * self.e_beam2
+        self.rapidity_max = rapidity_max
+        self._y_lab_offset = 0.5 * math.log(self.e_beam1 / self.e_beam2)  # Y - y
         s_hat_max = self.s if s_hat_max is None else min(float(s_hat_max), self.s)
         if not 0.0 <= s_hat_min < s_hat_max:
             raise ValueError(
@@ -103,15 +115,26 @@ class LuminosityMapping:
                     else MixtureMapping([power, bw], [1 - bw_fraction, bw_fraction])
                 )
 
+    def _y_range(self, tau: Tensor, log_tau: Tensor) -> tuple[Tensor, Tensor]:
+        """(centre, width) of the y interval at tau; width <= 0 where it is empty."""
+        half = -0.5 * log_tau
+        if self.rapidity_max is None:
+            return torch.zeros_like(half), 2.0 * half
+        y_cut = self.rapidity_max(tau * self.s)
+        lo = torch.maximum(-half, -y_cut - self._y_lab_offset)
+        hi = torch.minimum(half, y_cut - self._y_lab_offset)
+        return 0.5 * (lo + hi), hi - lo
+
     def map(self, r: Tensor) -> tuple[Tensor, Tensor]:
         """r (n, 2) in [0, 1) -> (x (n, 2) with 0 < x <= 1, jac (n,))."""
         r = r.to(torch.float64)
         tau, jac_tau = self.tau_mapping.map(r[:, 0])
         log_tau = torch.log(tau.clamp_min(_TAU_FLOOR))
-        y = (r[:, 1] - 0.5) * (-log_tau)
+        centre, span = self._y_range(tau, log_tau)
+        y = centre + (r[:, 1] - 0.5) * span.clamp_min(0.0)
         x1 = torch.exp(0.5 * log_tau + y).clamp(max=1.0)
         x2 = torch.exp(0.5 * log_tau - y).clamp(max=1.0)
-        return torch.stack([x1, x2], dim=-1), jac_tau * (-log_tau)
+        return torch.stack([x1, x2], dim=-1), jac_tau * span.clamp_min(0.0)
 
     def map_inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """x (n, 2) -> (r (n, 2), jac (n,)); jac is dx1 dx2 per unit square at x, 0 outside."""
@@ -123,7 +146,9 @@ class LuminosityMapping:
         y = 0.5 * (
             torch.log(x[:, 0].clamp_min(_TAU_FLOOR)) - torch.log(x[:, 1].clamp_min(_TAU_FLOOR))
         )
-        span = -log_tau
-        r1 = torch.where(span > 0, y / torch.where(span > 0, span, 1.0) + 0.5, 0.5)
+        centre, span = self._y_range(tau, log_tau)
+        r1 = torch.where(span > 0, (y - centre) / torch.where(span > 0, span, 1.0) + 0.5, 0.5)
+        if self.rapidity_max is not None:  # outside the rapidity window (beyond rounding)
+            inside = inside & (span > 0) & (r1 >= -_R_TOLERANCE) & (r1 <= 1.0 + _R_TOLERANCE)
         jac = torch.where(inside, jac_tau * span, torch.zeros_like(tau))
         return torch.stack([r0, r1.clamp(0.0, 1.0)], dim=-1), jac

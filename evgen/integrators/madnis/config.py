@@ -28,7 +28,13 @@ class MadNISConfig:
         cw_hidden, cw_hidden_layers: its width and depth.
 
     Training (online rounds, each followed by buffered steps):
-        learning_rate: Adam's step size for flows and channel-weight network together.
+        learning_rate: Adam's step size for flows and channel-weight network together
+            (the peak of the schedule).
+        lr_schedule: ``"cosine"``: every :meth:`~MadNIS.train` call decays the step size
+            from ``learning_rate`` to ``final_lr_fraction`` of it over its planned steps
+            (rounds x (1 + buffered_steps)), so the flows settle instead of jittering at
+            the end (fewer rare large weights); ``"constant"``: no decay.
+        final_lr_fraction: the cosine schedule's last step size over the peak.
         buffered_steps: optimisation steps per round on minibatches drawn from the
             replay buffer, after the one step on the round's fresh points (0: purely
             online training).
@@ -37,6 +43,15 @@ class MadNISConfig:
         grad_clip: clip the gradient norm to this value (None: no clipping).
         discard: rounds at the start of ``train`` left out of its estimate
             (None: half of them, as in :meth:`Vegas.train`).
+
+    Annealing (exploration of several modes; off by default):
+        anneal_rounds: the first this many training rounds train on the tempered target
+            |g|^beta (sign kept) with beta rising geometrically from ``anneal_start`` to
+            1; later rounds on g itself. A flat tempered target lets the flows see every
+            peak before they sharpen (a multi-peaked integrand in many dimensions, where
+            plain training locks onto the first peak it finds). Only the loss is
+            tempered: every estimate uses g, so the integral stays unbiased.
+        anneal_start: beta of the first round, in (0, 1].
 
     Stratified allocation of points to channels (Neyman, n_c proportional to sigma_c):
         min_channel_fraction: every active channel gets at least this fraction of an
@@ -56,11 +71,15 @@ class MadNISConfig:
     cw_hidden: int = 32
     cw_hidden_layers: int = 2
     learning_rate: float = 1e-3
+    lr_schedule: Literal["cosine", "constant"] = "cosine"
+    final_lr_fraction: float = 0.01
     buffered_steps: int = 3
     buffer_rounds: int = 5
     batch_size: int | None = None
     grad_clip: float | None = 10.0
     discard: int | None = None
+    anneal_rounds: int = 0
+    anneal_start: float = 0.01
     min_channel_fraction: float = 0.1
     drop_threshold: float = 1e-4
     drop_after: int = 5
@@ -77,6 +96,10 @@ class MadNISConfig:
             problems.append(f"flow_bins must be >= 2, got {self.flow_bins}")
         if self.learning_rate <= 0:
             problems.append(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.lr_schedule not in ("cosine", "constant"):
+            problems.append(f"lr_schedule must be cosine or constant, got {self.lr_schedule!r}")
+        if not 0.0 < self.final_lr_fraction <= 1.0:
+            problems.append(f"final_lr_fraction must be in (0, 1], got {self.final_lr_fraction}")
         if self.buffered_steps < 0:
             problems.append(f"buffered_steps must be >= 0, got {self.buffered_steps}")
         if self.buffer_rounds < 1:
@@ -87,6 +110,10 @@ class MadNISConfig:
             problems.append(f"grad_clip must be > 0, got {self.grad_clip}")
         if self.discard is not None and self.discard < 0:
             problems.append(f"discard must be >= 0, got {self.discard}")
+        if self.anneal_rounds < 0:
+            problems.append(f"anneal_rounds must be >= 0, got {self.anneal_rounds}")
+        if not 0.0 < self.anneal_start <= 1.0:
+            problems.append(f"anneal_start must be in (0, 1], got {self.anneal_start}")
         if not 0.0 <= self.min_channel_fraction <= 1.0:
             problems.append(
                 f"min_channel_fraction must be in [0, 1], got {self.min_channel_fraction}"
