@@ -21,15 +21,14 @@ collinear limits loses up to ~1e-13 to the gauge cancellations between diagrams,
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
 
 import pytest
 import torch
+from mg4gpu_data import load_reference, params_from_card  # noqa: E402
 
-from evgen.params import SMParameters
 from evgen.phasespace.rambo import Rambo
 from processes.auto import codegen, helas
 from processes.auto import helas_real as hr
@@ -272,20 +271,8 @@ def test_generated_code_against_madgraph(key: str) -> None:
     path = MG4GPU / f"{key}.json"
     if not path.exists():
         pytest.skip(f"{path} not present")
-    data = json.loads(path.read_text())
-    card = data["param_card"]
-    params = SMParameters(
-        alpha_ew_inv=card["aEWM1"],
-        gf=card["Gf"],
-        mz=card["MZ"],
-        wz=card["WZ"],
-        ww=card["WW"],
-        mt=card["MT"],
-        wt=card["WT"],
-        mb=card["MB"],
-        mh=card["MH"],
-        wh=card["WH"],
-    )
+    data = load_reference(key)
+    params = params_from_card(data["param_card"])
     pdg = data["pdg"]
     proc = AutoProcess(pdg[:2], pdg[2:], params, zero_width_t_channel=False)
     assert proc.executor.engine == "generated"
