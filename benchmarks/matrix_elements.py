@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import math
 import os
 import platform
 import re
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -111,7 +112,12 @@ def read_mg4gpu(path: Path) -> dict[str, dict[str, str]]:
         start = next(i for i, line in enumerate(lines) if line.startswith("## Best per process"))
     except StopIteration:
         return {}
-    table = [line for line in lines[start:] if line.startswith("|")]
+    table = []
+    for line in lines[start + 1 :]:
+        if line.startswith("|"):
+            table.append(line)
+        elif table:  # the first table after the heading ends at its first other line
+            break
     if len(table) < 3:
         return {}
     header = [c.strip() for c in table[0].strip("|").split("|")]
@@ -219,7 +225,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mg4gpu", type=Path, default=HERE / "MG4GPU_RESULTS.md")
     parser.add_argument("--output", type=Path, default=HERE / "MATRIX_ELEMENTS.md")
     parser.add_argument("--no-breakdown", action="store_true")
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="rewrite --output from the raw measurements of the last run (--output with "
+        ".json) without measuring",
+    )
     args = parser.parse_args(argv)
+    raw_path = args.output.with_suffix(".json")
+    if args.render_only:
+        raw = json.loads(raw_path.read_text())
+        args.batches, args.repeat = raw["batches"], raw["repeat"]
+        text = render(
+            args,
+            raw["argv"],
+            dt.datetime.fromisoformat(raw["started"]),
+            raw["loads"],
+            [Point(**p) for p in raw["points"]],
+            raw["setup"],
+            {tuple(k.split(" | ")): v for k, v in raw["compile_s"].items()},
+            raw["reference"],
+            raw["breakdowns"],
+            read_mg4gpu(args.mg4gpu),
+            raw["notes"],
+            minutes=raw["minutes"],
+        )
+        args.output.write_text(text)
+        print(f"wrote {args.output}")
+        return 0
 
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     started = dt.datetime.now()
@@ -242,8 +275,8 @@ def main(argv: list[str] | None = None) -> int:
         # the plan interpreter (previous engine), once, 1 thread
         torch.set_num_threads(1)
         ref = PlanExecutor(plan, proc.model, proc.params, engine="reference")
-        n_ref = min(largest, 2000)
-        ref.matrix_element(momenta_cpu[:16], ALPHA_S)
+        _, cpus = time_call(ref.matrix_element, momenta_cpu[:16], "cpu", 1)
+        n_ref = int(min(largest, 2000, max(16, 10.0 * 16 / max(min(cpus), 1e-9))))  # ~10 s
         _, cpus = time_call(ref.matrix_element, momenta_cpu[:n_ref], "cpu", 1)
         reference[name] = n_ref / min(cpus)
         if not args.no_breakdown:
@@ -262,15 +295,28 @@ def main(argv: list[str] | None = None) -> int:
                         )
                         continue
                     torch.set_num_threads(1)
+                    chunk = ex.kernel.chunk_size(momenta.device, len(plan.helicities), True)
                     c0 = time.perf_counter()
-                    ex.matrix_element(momenta[:8], ALPHA_S)
+                    ex.matrix_element(momenta[:chunk], ALPHA_S)  # builds the compiled chunk
                     compile_s[(name, device)] = time.perf_counter() - c0
                     if ex.kernel._failed:
                         notes.append(f"{name}, compiled ({device}): compilation failed")
                         continue
-                for threads in args.threads if device == "cpu" else [1]:
+                thread_counts = args.threads if device == "cpu" else [1]
+                if mode == "compiled" and _compile_estimate(plan) > args.max_compile_seconds / 6:
+                    # each thread count is its own inductor build: one is enough here
+                    thread_counts = thread_counts[:1]
+                    notes.append(
+                        f"{name}, compiled: {thread_counts[0]} thread(s) only (each "
+                        "thread count is a separate build of minutes)"
+                    )
+                for threads in thread_counts:
                     torch.set_num_threads(threads)
-                    ex.matrix_element(momenta[:64], ALPHA_S)  # warm-up
+                    c0 = time.perf_counter()
+                    warm = 64 if mode == "eager" else chunk  # a build per thread count
+                    ex.matrix_element(momenta[:warm], ALPHA_S)
+                    if mode == "compiled" and threads != 1:
+                        compile_s[(name, f"{device}, {threads} threads")] = time.perf_counter() - c0
                     rate = math.nan
                     for batch in sorted(args.batches):
                         pt = Point(name, device, mode, threads, batch)
@@ -290,9 +336,29 @@ def main(argv: list[str] | None = None) -> int:
                         )
                 loads.append(os.getloadavg()[0])
     loads.append(os.getloadavg()[0])
+    minutes = (dt.datetime.now() - started).total_seconds() / 60
+    raw_path.write_text(
+        json.dumps(
+            {
+                "argv": argv if argv is not None else sys.argv[1:],
+                "started": started.isoformat(),
+                "minutes": minutes,
+                "batches": args.batches,
+                "repeat": args.repeat,
+                "loads": loads,
+                "points": [asdict(p) for p in points],
+                "setup": setup,
+                "compile_s": {" | ".join(k): v for k, v in compile_s.items()},
+                "reference": reference,
+                "breakdowns": breakdowns,
+                "notes": notes,
+            },
+            indent=1,
+        )
+    )
     text = render(
         args,
-        argv,
+        argv if argv is not None else sys.argv[1:],
         started,
         loads,
         points,
@@ -302,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         breakdowns,
         read_mg4gpu(args.mg4gpu),
         notes,
+        minutes=minutes,
     )
     args.output.write_text(text)
     print(f"wrote {args.output}")
@@ -317,7 +384,18 @@ def _compile_estimate(plan) -> float:
 
 
 def render(
-    args, argv, started, loads, points, setup, compile_s, reference, breakdowns, mg4gpu, notes
+    args,
+    argv,
+    started,
+    loads,
+    points,
+    setup,
+    compile_s,
+    reference,
+    breakdowns,
+    mg4gpu,
+    notes,
+    minutes: float,
 ) -> str:
     batches = sorted(args.batches)
     command = "python benchmarks/matrix_elements.py " + " ".join(
@@ -341,7 +419,7 @@ def render(
         + (f", CUDA: {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""),
         f"- Command: `{command}`",
         f"- Started {started:%Y-%m-%dT%H:%M:%S}, took "
-        f"{(dt.datetime.now() - started).total_seconds() / 60:.1f} min. Load average (1 min)"
+        f"{minutes:.1f} min. Load average (1 min)"
         f" during the runs: {min(loads):.2f} to {max(loads):.2f} on {os.cpu_count()} cores:"
         " this machine is shared with other jobs, so the wall-clock rates are lower bounds;"
         " the rates per CPU second (CPU time of this process, all its threads) are not"

@@ -334,6 +334,7 @@ def test_compile_failure_falls_back_to_eager(monkeypatch, caplog) -> None:
 
     monkeypatch.setattr(proxy_tensor, "make_fx", broken)
     ex = PlanExecutor(proc.plan, proc.model, proc.params, compile=True)
+    ex.kernel._chunk = 8  # a compiled chunk no larger than the batch
     with caplog.at_level("WARNING"):
         got = ex.matrix_element(p)
         again = ex.matrix_element(p)
@@ -365,6 +366,20 @@ def test_compiled_equals_eager() -> None:
     p = _collision(proc.masses, 100, 300.0, seed=2)
     assert pointwise(ex.matrix_element(p), proc.matrix_element(p)) < TOL
     assert not ex.kernel._failed
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    os.environ.get("EVGEN_TEST_COMPILE") != "1",
+    reason="torch.compile of the eager path (half a minute); set EVGEN_TEST_COMPILE=1",
+)
+def test_user_torch_compile_does_not_break() -> None:
+    """torch.compile around matrix_element (dynamo over the eager generated code) runs and
+    gives the same numbers."""
+    proc = AutoProcess.load("e+ e- > mu+ mu-")
+    p = _collision(proc.masses, 32, 300.0, seed=3)
+    compiled = torch.compile(proc.matrix_element)
+    assert pointwise(compiled(p), proc.matrix_element(p)) < TOL
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

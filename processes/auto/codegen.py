@@ -76,6 +76,17 @@ _COMPILED_ELEMENTS = 1 << 16
 _CUDA_ELEMENTS = 1 << 22
 
 
+#: Inductor settings for the generated graphs: fuse long chains of elementwise work into
+#: one loop (the default caps a fused kernel at 64 nodes; g g > t t~ g g runs 1.4x faster
+#: with 4096), and let the C++ compiler contract a * b + c into FMA instructions
+#: (madgraph4gpu's builds do; it changes results at the 1e-16 level).
+_INDUCTOR_OPTIONS: dict[str, Any] = {
+    "max_fusion_size": 4096,
+    "aggressive_fusion": True,
+    "cpp.enable_floating_point_contract_flag": "on",
+}
+
+
 def compile_enabled() -> bool:
     """Whether ``torch.compile`` is on by default: environment variable ``EVGEN_COMPILE``
     set to 1/true/yes (off otherwise)."""
@@ -524,6 +535,11 @@ class ProcessKernel:
         # (colour flows) and amplitudes (SDE weights) come from the eager code
         compiled = self.compile and reduce is None and not self._failed and n > 0
         chunk = self.chunk_size(momenta.device, len(rows), compiled)
+        if compiled and n < chunk // 2:
+            # the compiled function has one fixed chunk size: a batch this much smaller
+            # would be mostly padding, and the eager code is faster for it
+            compiled = False
+            chunk = self.chunk_size(momenta.device, len(rows), False)
         outs = []
         for start in range(0, max(n, 1), chunk):
             stop = min(n, start + chunk)
@@ -620,10 +636,13 @@ class ProcessKernel:
         started = time.perf_counter()
         graph = make_fx(flat)(*inputs)
         standalone = getattr(torch._inductor, "standalone_compile", None)
-        if standalone is not None:
-            compiled = standalone(graph, inputs, dynamic_shapes="from_example_inputs")
-        else:  # older torch: no cache across processes
-            compiled = torch._inductor.compile(graph, inputs)
+        from torch._inductor import config as inductor_config
+
+        with inductor_config.patch(_INDUCTOR_OPTIONS):
+            if standalone is not None:
+                compiled = standalone(graph, inputs, dynamic_shapes="from_example_inputs")
+            else:  # older torch: no cache across processes
+                compiled = torch._inductor.compile(graph, inputs)
         _log.info(
             "%s: compiled %d graph nodes in %.1f s",
             self.plan.name,

@@ -1,18 +1,25 @@
-"""HELAS/ALOHA in real arithmetic: complex numbers as (re, im) pairs of float64 tensors.
+"""HELAS/ALOHA for the generated code: complex numbers as (re, im) pairs or packed tensors.
 
 The same wave functions, vertices and propagators as :mod:`processes.auto.helas` (MadGraph's
-``sm`` ALOHA conventions, see there), written on pairs of real tensors so that
-``torch.compile`` (inductor) can fuse them into vectorised loops (it does not fuse complex
-kernels), and with two savings that the complex version cannot make:
+``sm`` ALOHA conventions, see there), written on a small complex-number type :class:`Cx`
+that is either a pair of real parts (float64 tensors or Python numbers) or one packed
+complex tensor:
 
-- **Known zeros and ones are Python numbers.** A real part is a tensor or a ``float``; a
-  massless polarisation vector's time component, a scalar's wave function (1) and the real
-  part of ``i g_s`` are numbers, and every product or sum with them is folded away
-  before it reaches torch (MadGraph's generated code gets the same from the C++ compiler).
+- **Pairs (real arithmetic)** are what inductor fuses into vectorised loops (it does not
+  fuse complex kernels): the compiled path of :mod:`processes.auto.codegen` runs on them.
+- **Packed complex tensors** make eager mode fast: one torch kernel per complex operation
+  instead of four to six real ones, and a third of the memory passes.
+- **Known zeros and ones are Python numbers** in both forms: a massless polarisation
+  vector's time component, a scalar's wave function (1) and the real part of ``i g_s``
+  are folded away before they reach torch (MadGraph's generated code gets the same from
+  the C++ compiler).
 - **Helicities broadcast.** A wave function's tensors have one axis per external leg
   (length 1 where it does not depend on that leg's helicity) before the event axis, so a
   current is computed once per helicity combination of its own legs (MadGraph's helicity
   recycling) by plain broadcasting, without gathers.
+- **Scalar factors go where they are cheapest.** A current is linear in each input, so a
+  coupling or propagator factor multiplies the input on the smallest helicity grid
+  instead of the result.
 
 Layout: every tensor is ``(h_0, ..., h_{n-1}, n_events)`` or broadcastable to it (events
 last, so elementwise kernels run over contiguous events); momenta are real tuples
