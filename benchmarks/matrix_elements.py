@@ -38,6 +38,7 @@ from pathlib import Path
 
 import torch
 from machine_info import cpu_model
+from results_file import write_section
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -151,8 +152,9 @@ def _number(text: str | None) -> float:
 
 
 def breakdown(proc: AutoProcess, n: int, repeat: int) -> dict[str, float]:
-    """CPU seconds per event of the eager generated code's stages: external wave functions,
-    off-shell currents, amplitudes with their JAMP sums, colour sum (one thread)."""
+    """CPU seconds per event of the eager generated code's stages, run op by op (not
+    recorded): external wave functions, off-shell currents, amplitudes with their JAMP
+    sums, colour sum (one thread)."""
     ex = proc.executor
     kernel = ex.kernel
     src = kernel.source
@@ -167,21 +169,23 @@ def breakdown(proc: AutoProcess, n: int, repeat: int) -> dict[str, float]:
     couplings = ex._real_couplings(ALPHA_S, p)
     hel, index = kernel._constants(p.device, p.dtype, tuple(kernel.rows_of(proc.plan.helicities)))
     momenta = p.permute(1, 2, 0).contiguous()
-    rows = kernel.n_full if index is None else index.shape[0]
+    # the generated code fills JAMPs on the full helicity grid (kernel.run picks the rows)
+    jamps = kernel._workspace(p.device, torch.complex128, n)
     cumulative = {}
-    jamps = None
     for name, fn in stages.items():
         best = math.inf
         for _ in range(repeat):
-            jamps = torch.zeros(kernel.n_groups, kernel.n_basis, rows, n, dtype=torch.complex128)
             t0 = time.thread_time()
-            fn(momenta, hel, couplings, index, jamps, None)
+            fn(momenta, hel, couplings, None, jamps, None)
             best = min(best, time.thread_time() - t0)
         cumulative[name] = best
+    full = jamps.reshape(kernel.n_groups, kernel.n_basis, kernel.n_full, n)
+    if index is not None:
+        full = full.index_select(2, index)
     best = math.inf
     for _ in range(repeat):
         t0 = time.thread_time()
-        kernel.colour_sum(jamps).sum(0)
+        kernel.colour_sum(full).sum(0)
         best = min(best, time.thread_time() - t0)
     out = {
         "external wave functions": cumulative["external"],
@@ -250,8 +254,7 @@ def main(argv: list[str] | None = None) -> int:
             raw["notes"],
             minutes=raw["minutes"],
         )
-        args.output.write_text(text)
-        print(f"wrote {args.output}")
+        _write(args.output, text)
         return 0
 
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
@@ -313,8 +316,17 @@ def main(argv: list[str] | None = None) -> int:
                 for threads in thread_counts:
                     torch.set_num_threads(threads)
                     c0 = time.perf_counter()
-                    warm = 64 if mode == "eager" else chunk  # a build per thread count
+                    # compiled: a build per thread count; eager: the recorded graph of a
+                    # chunk (any thread count)
+                    warm = ex.kernel.chunk_size(
+                        momenta.device, len(plan.helicities), mode == "compiled"
+                    )
                     ex.matrix_element(momenta[:warm], ALPHA_S)
+                    if mode == "eager" and threads == thread_counts[0] and ex.kernel._traced:
+                        notes.append(
+                            f"{name}, eager ({device}): recording the chunk of {warm} events "
+                            f"took {time.perf_counter() - c0:.1f} s (once per chunk size)"
+                        )
                     if mode == "compiled" and threads != 1:
                         compile_s[(name, f"{device}, {threads} threads")] = time.perf_counter() - c0
                     rate = math.nan
@@ -370,9 +382,17 @@ def main(argv: list[str] | None = None) -> int:
         notes,
         minutes=minutes,
     )
-    args.output.write_text(text)
-    print(f"wrote {args.output}")
+    _write(args.output, text)
     return 0
+
+
+def _write(output: Path, text: str) -> None:
+    """The full tables to ``output`` and, headings one level down, to the "matrix elements"
+    section of benchmarks/RESULTS.md."""
+    output.write_text(text)
+    demoted = re.sub(r"^(#+) ", r"#\1 ", text, flags=re.MULTILINE)
+    write_section("matrix elements", demoted)
+    print(f"wrote {output} and the 'matrix elements' section of benchmarks/RESULTS.md")
 
 
 def _compile_estimate(plan) -> float:
@@ -407,10 +427,12 @@ def render(
         "Written by `benchmarks/matrix_elements.py`. |M|^2 summed over helicities and colours"
         " (`AutoProcess.matrix_element`, float64) at RAMBO points of a fixed sqrt(s), alpha_s"
         " fixed; nothing else is timed. Eager: the generated straight-line code"
-        " (processes/auto/codegen.py) run op by op by torch; compiled: the same code traced"
-        " into one graph and compiled by inductor (C++ with OpenMP/SIMD on CPU); reference:"
-        " the plan interpreter this replaces. Best of"
-        f" {args.repeat} runs per point.",
+        " (processes/auto/codegen.py) run by torch kernel by kernel; for batches of at least"
+        " half a chunk it runs as a graph recorded once per chunk size (`torch.jit.trace`:"
+        " the same kernels without the Python between them; the recording, seconds, is"
+        " done in the warm-up and not timed); compiled: the same code traced into one graph"
+        " and compiled by inductor (C++ with OpenMP/SIMD on CPU); reference: the plan"
+        f" interpreter this replaces. Best of {args.repeat} runs per point.",
         "",
         "## Machine and command",
         "",

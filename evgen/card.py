@@ -216,6 +216,9 @@ class CutsCard(_Strict):
     mmllmax: Cut = -1.0
     misset: Cut = 0.0  #: minimum missing transverse energy (neutrinos)
     missetmax: Cut = -1.0
+    #: MadGraph's ``bwcutoff``: a decay-chain resonance's invariant mass lies within this
+    #: many widths of its mass (and a ``$``-excluded one is vetoed there)
+    bwcutoff: PositiveFloat = 15.0
 
     @model_validator(mode="after")
     def _consistent(self) -> CutsCard:

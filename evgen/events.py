@@ -2,7 +2,9 @@
 
 All per-event quantities are tensors with events on the first axis. Particles are
 in LHE order: the two incoming partons first, then the outgoing particles in the
-order of the process name (plus intermediate resonances, if any, after them).
+order of the process name, then intermediate resonances, if any (a decay chain's, status
+2, outermost first; their decay products point to them through ``mothers``). LHE allows
+a resonance after its daughters; Pythia 8 reads them so.
 """
 
 from __future__ import annotations

@@ -9,6 +9,14 @@ alpha_c f / sigma_c, so a sample with n_c ~ Multinomial(N, sigma_c / sigma) even
 channel (:func:`channel_event_counts`), shuffled, is N independent events distributed as
 f / sigma: the mixture sum_c (sigma_c / sigma) (alpha_c f / sigma_c) = f / sigma. Cross
 sections in pb.
+
+Decay chains: :func:`build_events` writes each decay-chain resonance as MadGraph does, after
+the outgoing particles (:class:`~evgen.events.Events`): status 2, its momentum the sum of
+its decay products', its invariant mass in the mass column, mothers 1 2 when made in the
+hard process and the enclosing resonance when made in a decay (``t > b w+, w+ > e+ ve``);
+each decay product points to its resonance. A coloured resonance carries the colour lines
+that its decay products take out of it (the top the b's colour, the t~ the b~'s
+anticolour): the tags among its products that do not close inside the decay.
 """
 
 from __future__ import annotations
@@ -25,8 +33,10 @@ from evgen.errors import EvgenError
 from evgen.events import Events
 from evgen.integrand import IntegrandValues
 from evgen.integrators import Estimate, Vegas
-from evgen.setup import PhaseSpaceGroup
+from evgen.kinematics import mass2
+from evgen.setup import PhaseSpaceGroup, decay_resonances
 from evgen.unweight import UnweightingResult, find_max_weight, unweight
+from processes.base import Process, Propagator
 
 __all__ = [
     "ChannelUnit",
@@ -116,6 +126,40 @@ class WeightedSample:
         return total, math.sqrt(var), per
 
 
+def _record_resonances(proc: Process) -> list[Propagator]:
+    """A process's decay-chain resonances in the order of the event record: outermost
+    first (the production's resonances before those made in their decays)."""
+    return sorted(decay_resonances(proc), key=lambda r: (-len(r.legs), r.legs))
+
+
+def _resonance_layout(legs: list[tuple[int, ...]], n_ext: int) -> tuple[list[int], list[int]]:
+    """LHE mothers of a decay chain's record (external particles, then the resonances
+    ``legs`` in that order): per particle, the 1-based position of its mother resonance, 0
+    for the hard process (mothers 1 2)."""
+    sets = [frozenset(s) for s in legs]
+
+    def parent(members: frozenset[int], exclude: int | None) -> int:
+        best = 0
+        for j, s in enumerate(sets):
+            if j != exclude and members < s and (best == 0 or len(s) < len(sets[best - 1])):
+                best = j + 1
+        return n_ext + best if best else 0
+
+    ext = [parent(frozenset({k}), None) if k >= 2 else 0 for k in range(n_ext)]
+    res = [parent(s, j) for j, s in enumerate(sets)]
+    return ext, res
+
+
+def _open_colours(colours: Tensor) -> Tensor:
+    """(colour, anticolour) (n, 2) a set of particles' tags (n, m, 2) leave open: the tags
+    that do not close among them (the colour of the resonance they come from)."""
+    col, acol = colours[..., 0], colours[..., 1]
+    closed = (col[:, :, None] == acol[:, None, :]) & (col[:, :, None] > 0)
+    open_col = torch.where(~closed.any(2) & (col > 0), col, 0).amax(1)
+    open_acol = torch.where(~closed.any(1) & (acol > 0), acol, 0).amax(1)
+    return torch.stack([open_col, open_acol], dim=-1)
+
+
 def build_events(
     group: PhaseSpaceGroup,
     sample: WeightedSample,
@@ -123,38 +167,55 @@ def build_events(
     alpha_qed: float,
     generator: torch.Generator,
 ) -> Events:
-    """Weighted Events with a subprocess and a colour flow drawn per event."""
+    """Weighted Events with a subprocess and a colour flow drawn per event; decay-chain
+    resonances after the outgoing particles (see the module docstring)."""
     p = torch.cat(sample.momenta)
     sub = torch.cat(sample.sub_weights)
     n, n_ext = p.shape[0], p.shape[1]
     dev = p.device
+    resonances = _record_resonances(group.subprocesses[0])  # one structure per group
+    res_legs = [r.legs for r in resonances]
+    n_part = n_ext + len(resonances)
     probs = sub.abs() / sub.abs().sum(dim=1, keepdim=True)
     choice = torch.multinomial(probs, 1, generator=generator).squeeze(1)
-    pdg = torch.zeros(n, n_ext, dtype=torch.int64, device=dev)
-    colours = torch.zeros(n, n_ext, 2, dtype=torch.int64, device=dev)
-    masses = torch.zeros(n, n_ext, dtype=p.dtype, device=dev)
+    pdg = torch.zeros(n, n_part, dtype=torch.int64, device=dev)
+    colours = torch.zeros(n, n_part, 2, dtype=torch.int64, device=dev)
+    masses = torch.zeros(n, n_part, dtype=p.dtype, device=dev)
     u = torch.rand(n, generator=generator, dtype=p.dtype, device=generator.device).to(dev)
     for k, proc in enumerate(group.subprocesses):
         sel = choice == k
         if not bool(sel.any()):
             continue
-        pdg[sel] = torch.tensor(proc.pdg_ids, dtype=torch.int64, device=dev)
-        masses[sel] = torch.tensor(proc.masses, dtype=p.dtype, device=dev)
-        colours[sel] = proc.colour_flow(p[sel], u[sel]).to(dev)
-    status = torch.ones(n, n_ext, dtype=torch.int64, device=dev)
+        ids = [*proc.pdg_ids, *(r.pdg for r in _record_resonances(proc))]
+        pdg[sel] = torch.tensor(ids, dtype=torch.int64, device=dev)
+        masses[sel, :n_ext] = torch.tensor(proc.masses, dtype=p.dtype, device=dev)
+        colours[sel, :n_ext] = proc.colour_flow(p[sel], u[sel]).to(dev)
+    status = torch.ones(n, n_part, dtype=torch.int64, device=dev)
     status[:, :2] = -1
-    mothers = torch.zeros(n, n_ext, 2, dtype=torch.int64, device=dev)
+    mothers = torch.zeros(n, n_part, 2, dtype=torch.int64, device=dev)
     mothers[:, 2:, 0] = 1
     mothers[:, 2:, 1] = 2
+    momenta = p
+    if resonances:
+        ext_mother, res_mother = _resonance_layout(res_legs, n_ext)
+        for pos, mother in enumerate([*ext_mother, *res_mother]):
+            if mother:
+                mothers[:, pos] = mother
+        res_p = torch.stack([p[:, list(legs)].sum(dim=1) for legs in res_legs], dim=1)
+        momenta = torch.cat([p, res_p], dim=1)
+        status[:, n_ext:] = 2
+        masses[:, n_ext:] = torch.sqrt(mass2(res_p).clamp(min=0.0))
+        for j, legs in enumerate(res_legs):
+            colours[:, n_ext + j] = _open_colours(colours[:, list(legs)])
     ids = torch.tensor(group.process_ids, dtype=torch.int64, device=dev)
     return Events(
-        momenta=p,
+        momenta=momenta,
         pdg=pdg,
         status=status,
         mothers=mothers,
         colours=colours,
         masses=masses,
-        spins=torch.full((n, n_ext), 9.0, dtype=p.dtype, device=dev),
+        spins=torch.full((n, n_part), 9.0, dtype=p.dtype, device=dev),
         weights=sub.sum(dim=1),
         process_id=ids[choice],
         scale=torch.cat(sample.mu_f),

@@ -26,7 +26,17 @@ Processes (:func:`processes.resolve`): the card's ``process`` line with its ``de
 and ``engine`` (analytic library or automatic helicity amplitudes); subprocesses with the
 same matrix element share one evaluation (:class:`processes.FlavourAlias`). MadGraph's
 ``$ X`` (on-shell exclusion) becomes a cut: no s-channel X line of the diagrams within
-:data:`BW_CUTOFF` widths of its mass. Decay chains are refused (not in runs yet).
+``cuts.bwcutoff`` widths of its mass.
+
+Decay chains (``p p > t t~, (t > b l+ vl), (t~ > b~ l- vl~)``; the amplitude engine), in the
+narrow-width approximation as MadGraph makes it: one amplitude for production and decays
+joined by the resonances' Breit-Wigner propagators (exact spin correlations), each
+resonance's invariant mass within ``cuts.bwcutoff`` widths of its mass. That window is a cut
+of the integrand (every channel) and is built into the diagram channels' sampling of the
+resonances (:attr:`processes.base.Propagator.onshell`), so no point is wasted; a resonance
+through the whole final state restricts s_hat instead. The dynamical scale is computed from
+the production's momenta (each decay's products summed into its resonance: the top
+transverse masses of ``p p > t t~``). A decaying particle needs a width > 0.
 
 Two massless outgoing particles in hadron collisions: every channel's phase space maps the
 card's rapidity and pT cuts on them exactly (:class:`MasslessPairCuts`: ptl/etal on
@@ -48,7 +58,7 @@ from torch import Tensor
 import processes
 from evgen.alphas import AlphaS
 from evgen.beams import Beam, parse_beam
-from evgen.card import CutsCard, RunCard
+from evgen.card import CutsCard, RunCard, ScaleCard
 from evgen.cuts import Cuts
 from evgen.errors import CardError, PDFError, ProcessError
 from evgen.integrand import Integrand
@@ -57,13 +67,26 @@ from evgen.params import SMParameters
 from evgen.pdf import PDFSet, load_pdf
 from evgen.phasespace import HadronicPhaseSpace, LeptonicPhaseSpace
 from evgen.phasespace.collider import MasslessPairCuts
-from evgen.phasespace.diagram_channels import ChannelPhaseSpace, channel_phase_spaces
+from evgen.phasespace.diagram_channels import (
+    BW_CUTOFF,
+    ChannelPhaseSpace,
+    channel_phase_spaces,
+    onshell_window,
+)
 from evgen.scales import ScaleChoice
 from processes.auto.syntax import parse_process
-from processes.base import Channel, Process
+from processes.base import Channel, Process, Propagator
 from processes.particles import particle_name
 
-__all__ = ["PreparedRun", "PhaseSpaceGroup", "ChannelInfo", "prepare", "DIAGRAM_CHANNELS"]
+__all__ = [
+    "PreparedRun",
+    "PhaseSpaceGroup",
+    "ChannelInfo",
+    "prepare",
+    "decay_resonances",
+    "DIAGRAM_CHANNELS",
+    "BW_CUTOFF",
+]
 
 Resonance = tuple[float, float]  # (mass, width) in GeV
 PhaseSpace = HadronicPhaseSpace | LeptonicPhaseSpace | ChannelPhaseSpace
@@ -71,10 +94,6 @@ PhaseSpace = HadronicPhaseSpace | LeptonicPhaseSpace | ChannelPhaseSpace
 #: 3+ outgoing particles with ``integrator.multichannel``: diagram-channel mappings
 #: (:mod:`evgen.phasespace.diagram_channels`) if True, else one RAMBO mapping.
 DIAGRAM_CHANNELS = True
-
-#: MadGraph's run_card ``bwcutoff``: a ``$``-excluded s-channel particle counts as on
-#: shell within this many widths of its mass (the region the phase space vetoes).
-BW_CUTOFF = 15.0
 
 
 @dataclass(frozen=True)
@@ -140,29 +159,61 @@ def _resolve_process(card: RunCard, params: SMParameters, source: str) -> list[P
         defn = parse_process(card.process, table, n_flavours)
     except ProcessError as err:
         raise CardError(f"{source}: process: {err}") from None
+    engine = card.engine
     if defn.decays:
-        raise CardError(
-            f"{source}: process: decay chains (',') are not supported in runs yet, got "
-            f"{card.process!r}; generate the production alone (e.g. "
-            f"{' '.join(defn.initial)} > {' '.join(defn.final)}) or the full final state"
-        )
+        if engine == "analytic":
+            raise CardError(
+                f"{source}: engine: the analytic library has no decay chains (',' in "
+                f"{card.process!r}); use engine: amplitudes (or auto)"
+            )
+        engine = "amplitudes"
     try:
-        return processes.resolve(
-            card.process, params, engine=card.engine, definitions=table, n_flavours=n_flavours
+        subs = processes.resolve(
+            card.process, params, engine=engine, definitions=table, n_flavours=n_flavours
         )
     except ProcessError as err:
         hint = ""
         if card.engine == "analytic":
             hint = " (engine: analytic; engine: amplitudes computes any tree-level process)"
         raise CardError(f"{source}: process: {err}{hint}") from None
+    for proc in subs:
+        for res in decay_resonances(proc):
+            if not res.width > 0:
+                key = {6: "wt", 23: "wz", 24: "ww", 25: "wh", 32: "wzp"}.get(abs(res.pdg))
+                where = f"model.{key}" if key else "the model"
+                raise CardError(
+                    f"{source}: process: the decaying {_particle(res.pdg)} of {proc.name!r} "
+                    f"has width {res.width:g} GeV; a decay chain needs a width > 0 (set it "
+                    f"with {where})"
+                )
+    return subs
 
 
-class _VetoedCuts(Cuts):
-    """The card's cuts and MadGraph's ``$`` veto: no invariant mass of an excluded
-    s-channel line within ``BW_CUTOFF`` widths of its mass.
+def _particle(pdg: int) -> str:
+    try:
+        return particle_name(pdg)
+    except ProcessError:
+        return str(pdg)
+
+
+def decay_resonances(proc: Process) -> tuple[Propagator, ...]:
+    """The decay-chain resonances of a process (its channels'
+    :attr:`~processes.base.Propagator.onshell` lines, inner decays first); () without
+    decays."""
+    channels = proc.channels()
+    return channels[0].decay_resonances() if channels else ()
+
+
+Window = tuple[tuple[int, ...], float, float]  # (outgoing indices, mass, half-width) GeV
+
+
+class _WindowCuts(Cuts):
+    """The card's cuts and MadGraph's ``bwcutoff`` windows: every decay-chain resonance's
+    invariant mass within ``bwcutoff`` widths of its mass (``inside``), no invariant mass
+    of a ``$``-excluded s-channel line there (``outside``).
 
     Args:
-        windows: (outgoing indices, mass, half-width) in GeV of each vetoed line.
+        inside, outside: (outgoing indices, mass, half-width) in GeV of each line.
     """
 
     def __init__(
@@ -170,20 +221,23 @@ class _VetoedCuts(Cuts):
         card: CutsCard,
         outgoing: tuple[int, ...],
         n_flavours: int,
-        windows: tuple[tuple[tuple[int, ...], float, float], ...],
+        inside: tuple[Window, ...] = (),
+        outside: tuple[Window, ...] = (),
     ) -> None:
         super().__init__(card, outgoing, n_flavours)
-        self.windows = windows
+        self.inside = inside
+        self.outside = outside
 
     @property
     def signature(self) -> tuple:
-        return (*super().signature, self.windows)
+        return (*super().signature, self.inside, self.outside)
 
     def __call__(self, p: Tensor) -> Tensor:
         ok = super().__call__(p)
-        for legs, mass, half_width in self.windows:
-            m = torch.sqrt(mass2(p[:, list(legs)].sum(dim=1)).clamp(min=0.0))
-            ok = ok & ((m - mass).abs() >= half_width)
+        for windows, keep in ((self.inside, True), (self.outside, False)):
+            for legs, mass, half_width in windows:
+                m = torch.sqrt(mass2(p[:, list(legs)].sum(dim=1)).clamp(min=0.0))
+                ok = ok & (((m - mass).abs() <= half_width) == keep)
         return ok
 
 
@@ -194,20 +248,67 @@ def _onshell_vetoes(proc: Process) -> frozenset[int]:
 
 
 def _cuts(card: RunCard, proc: Process) -> Cuts:
-    """The card's cuts for one subprocess, with the on-shell vetoes of its ``$``
-    exclusions (every s-channel line of an excluded particle in its channels)."""
+    """The card's cuts for one subprocess, with the ``bwcutoff`` windows of its decay-chain
+    resonances and the on-shell vetoes of its ``$`` exclusions (every s-channel line of an
+    excluded particle in its channels)."""
+    bw = card.cuts.bwcutoff
     vetoes = _onshell_vetoes(proc)
-    windows = sorted(
+    outside = sorted(
         {
-            (tuple(leg - 2 for leg in prop.legs), prop.mass, BW_CUTOFF * prop.width)
+            (tuple(leg - 2 for leg in prop.legs), prop.mass, bw * prop.width)
             for ch in proc.channels()
             for prop in ch.propagators
             if prop.kind == "s" and prop.pdg in vetoes and prop.width > 0
         }
     )
-    if not windows:
+    inside = sorted(
+        {
+            (tuple(leg - 2 for leg in res.legs), res.mass, bw * res.width)
+            for res in decay_resonances(proc)
+        }
+    )
+    if not (inside or outside):
         return Cuts(card.cuts, proc.outgoing, card.model.n_flavours)
-    return _VetoedCuts(card.cuts, proc.outgoing, card.model.n_flavours, tuple(windows))
+    return _WindowCuts(
+        card.cuts, proc.outgoing, card.model.n_flavours, tuple(inside), tuple(outside)
+    )
+
+
+class _ProductionScale(ScaleChoice):
+    """The card's scale choice evaluated on the production of a decay chain: each
+    top-level decay's products summed into its resonance (``p p > t t~, (t > b l+ vl),
+    ...``: the choice for ``p p > t t~``), as MadGraph's clustering finds it.
+
+    Args:
+        blocks: per production particle, its outgoing legs (0-based, outgoing only), in the
+            production's order.
+    """
+
+    def __init__(
+        self, card: ScaleCard, blocks: list[list[int]], *, s_channel_core: bool = False
+    ) -> None:
+        super().__init__(card, s_channel_core=s_channel_core)
+        self.blocks = blocks
+
+    def dynamic(self, p: Tensor) -> Tensor:
+        out = torch.stack([p[:, [2 + k for k in legs]].sum(dim=1) for legs in self.blocks], 1)
+        mu = super().dynamic(torch.cat([p[:, :2], out], dim=1))
+        # points outside the phase space (jacobian 0) may have unphysical momenta
+        return torch.where(mu > 0, mu, torch.ones_like(mu))
+
+
+def _production_blocks(proc: Process) -> list[list[int]] | None:
+    """The outgoing legs (0-based) of each particle of a decay chain's production (a
+    top-level decay's products, or one undecayed leg), in the production's order; None
+    without decays."""
+    resonances = decay_resonances(proc)
+    if not resonances:
+        return None
+    legs = [set(r.legs) for r in resonances]
+    top = [s for s in legs if not any(s < o for o in legs)]
+    covered = set().union(*top)
+    blocks = top + [{k} for k in range(2, 2 + len(proc.outgoing)) if k not in covered]
+    return [sorted(k - 2 for k in b) for b in sorted(blocks, key=min)]
 
 
 def _check_output_dir(path: Path, source: str) -> None:
@@ -400,10 +501,11 @@ def _diagram_channel_spaces(
     s_min: float,
     s_hi: float,
     hadronic: bool,
+    bw_cutoff: float = BW_CUTOFF,
 ) -> tuple[list[PhaseSpace], list[ChannelInfo], list[list[int]]]:
     """3+ outgoing particles, multi-channel: one diagram-channel mapping per distinct
-    propagator structure of the group's processes (:func:`channel_phase_spaces`), its
-    channel's SDE weight as prior."""
+    propagator structure of the group's processes (:func:`channel_phase_spaces`, decay-chain
+    resonances sampled within ``bw_cutoff`` widths), its channel's SDE weight as prior."""
     chans = channel_phase_spaces(
         procs,
         beams[0].energy,
@@ -411,6 +513,7 @@ def _diagram_channel_spaces(
         s_hat_min=s_min,
         s_hat_max=s_hi,
         hadronic=hadronic,
+        bw_cutoff=bw_cutoff,
     )
     # Labels as the two-body channels': propagator names (the first merged diagram's,
     # "+N" for N more distinct ones, e.g. the same topology in other flavours).
@@ -510,10 +613,12 @@ def prepare(card: RunCard, card_text: str = "", source: str = "<card>") -> Prepa
 
     s_collider = 4.0 * beams[0].energy * beams[1].energy
     groups: list[PhaseSpaceGroup] = []
-    by_masses: dict[tuple[float, ...], list[tuple[int, Process]]] = {}
+    # one integrand per final state (outgoing masses) and decay structure (resonance legs)
+    by_masses: dict[tuple, list[tuple[int, Process]]] = {}
     for i, proc in enumerate(subs):
-        by_masses.setdefault(proc.masses[2:], []).append((i + 1, proc))
-    for masses, members in by_masses.items():
+        structure = tuple(r.legs for r in decay_resonances(proc))
+        by_masses.setdefault((proc.masses[2:], structure), []).append((i + 1, proc))
+    for (masses, _), members in by_masses.items():
         procs = [p for _, p in members]
         cuts = [_cuts(card, p) for p in procs]
         s_min = sum(masses) ** 2
@@ -521,6 +626,31 @@ def prepare(card: RunCard, card_text: str = "", source: str = "<card>") -> Prepa
         if len(masses) == 2 and all(c.sfos_pairs == [(0, 1)] for c in cuts):
             lo, hi = cuts[0].mll_window()
             s_min, s_max = max(s_min, lo**2), hi**2
+        blocks = _production_blocks(procs[0])
+        if blocks is not None:  # threshold of the production: resonances in their windows
+            lowest = {
+                r.legs: onshell_window(r.mass, r.width, card.cuts.bwcutoff)[0]
+                for r in decay_resonances(procs[0])
+            }
+            s_min = max(
+                s_min,
+                sum(
+                    max(lowest.get(tuple(k + 2 for k in b), 0.0), sum(masses[k] for k in b))
+                    for b in blocks
+                )
+                ** 2,
+            )
+        for res in decay_resonances(procs[0]):
+            if len(res.legs) == len(masses):  # the whole final state: s_hat in its window
+                m_lo, m_hi = onshell_window(res.mass, res.width, card.cuts.bwcutoff)
+                s_min, s_max = max(s_min, m_lo**2), min(s_max, m_hi**2)
+                if s_max <= s_min:
+                    raise CardError(
+                        f"{source}: cuts.bwcutoff: the {_particle(res.pdg)} of "
+                        f"{procs[0].name!r} must lie within {card.cuts.bwcutoff:g} widths of "
+                        f"its mass ({m_lo:.6g} - {m_hi:.6g} GeV), which the other cuts or the "
+                        "final-state masses exclude: no event is possible"
+                    )
         if s_min >= s_collider:
             what = (
                 f"cuts.mmll = {card.cuts.mmll} GeV"
@@ -550,13 +680,17 @@ def prepare(card: RunCard, card_text: str = "", source: str = "<card>") -> Prepa
         s_hi = min(s_max, s_collider)
         if n_out >= 3 and card.integrator.multichannel and DIAGRAM_CHANNELS:
             spaces, channels, channel_of = _diagram_channel_spaces(
-                procs, beams, s_min, s_hi, hadronic
+                procs, beams, s_min, s_hi, hadronic, card.cuts.bwcutoff
             )
         else:
             spaces, channels, channel_of = _mapped_phase_spaces(
                 procs, cuts, beams, s_min, s_max, s_hi, hadronic, card, source
             )
-        scale = ScaleChoice(card.scale, s_channel_core=_has_s_channel_core(procs[0]))
+        scale = (
+            ScaleChoice(card.scale, s_channel_core=_has_s_channel_core(procs[0]))
+            if blocks is None
+            else _ProductionScale(card.scale, blocks, s_channel_core=_has_s_channel_core(procs[0]))
+        )
         integrand = Integrand(procs, spaces, beams, pdf, alpha_s, scale, cuts, channel_of)
         groups.append(PhaseSpaceGroup(procs, [i for i, _ in members], integrand, channels))
 

@@ -30,6 +30,9 @@ class Propagator:
         legs: indices (0-based, into the external particles) of the outgoing particles
             whose summed momentum flows through an s-channel line; for a t-channel line,
             the outgoing particles on the side of the first incoming one.
+        onshell: a resonance of a decay chain (MadGraph's ``p p > t t~, (t > b e+ ve)``):
+            an s-channel line whose invariant mass lies within ``bwcutoff`` widths of its
+            mass (the run's cut; the phase space samples it only there).
     """
 
     pdg: int
@@ -37,6 +40,7 @@ class Propagator:
     width: float
     kind: str
     legs: tuple[int, ...]
+    onshell: bool = False
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,13 @@ class Channel:
     def s_resonances(self) -> tuple[Propagator, ...]:
         """The massive s-channel propagators (Breit-Wigner peaks)."""
         return tuple(p for p in self.propagators if p.kind == "s" and p.mass > 0)
+
+    def decay_resonances(self) -> tuple[Propagator, ...]:
+        """The decay-chain resonances (:attr:`Propagator.onshell`), inner decays before the
+        decays that contain them (fewer legs first)."""
+        return tuple(
+            sorted((p for p in self.propagators if p.onshell), key=lambda p: (len(p.legs), p.legs))
+        )
 
 
 class Process(ABC):

@@ -345,7 +345,7 @@ class FlavourAlias(Process):
         return [
             Channel(
                 tuple(
-                    Propagator(self._relabel(p.pdg), p.mass, p.width, p.kind, p.legs)
+                    Propagator(self._relabel(p.pdg), p.mass, p.width, p.kind, p.legs, p.onshell)
                     for p in ch.propagators
                 )
             )
@@ -503,8 +503,10 @@ def engine_subprocesses(
     :class:`~processes.auto.process.AutoProcess`, or, with ``group``, a
     :class:`FlavourAlias` of an earlier one whose diagrams coincide with its own after
     relabelling indistinguishable flavours (see the module docstring). Decay chains are
-    built with :meth:`AutoProcess.from_process <processes.auto.process.AutoProcess.from_process>`
-    (not grouped).
+    grouped alike, their decays part of the comparison (``p p > t t~, (t > b l+ vl),
+    (t~ > b~ l- vl~)``: the four lepton-flavour combinations of each initial state share
+    one plan); their resonances are the channels' :attr:`~processes.base.Propagator.onshell`
+    lines.
 
     Args:
         process: a MadGraph line or its parsed
@@ -519,23 +521,16 @@ def engine_subprocesses(
         ProcessError: a syntax error, or no subprocess has a diagram.
     """
     from processes.auto.diagrams import Constraints, generate_diagrams
-    from processes.auto.process import AutoProcess, _name_with_restrictions
+    from processes.auto.process import (
+        AutoProcess,
+        _name_with_restrictions,
+        subprocess_decays,
+    )
     from processes.auto.syntax import expand_subprocesses, parse_process
 
     defn = parse_process(process, definitions, n_flavours) if isinstance(process, str) else process
     params = params if params is not None else SMParameters()
     model = _engine_model(params, n_flavours)
-    if defn.decays:
-        return list(
-            AutoProcess.from_process(
-                defn,
-                params,
-                definitions=definitions,
-                n_flavours=n_flavours,
-                cache_dir=cache_dir,
-                model=model,
-            )
-        )
     constraints = Constraints.from_definition(defn)
     classes = _flavour_classes(model, params)
     couplings = _coupling_keys(model, params)
@@ -543,25 +538,32 @@ def engine_subprocesses(
     out: list[Process] = []
     errors: list[str] = []
     for sub in expand_subprocesses(defn, definitions, n_flavours):
+        final, decays = subprocess_decays(defn, sub, definitions, n_flavours)
         try:
-            diagrams = generate_diagrams(model, sub.initial, sub.final, constraints, params=params)
+            diagrams = generate_diagrams(
+                model, sub.initial, final, constraints, decays, params=params
+            )
         except ProcessError as err:
             errors.append(str(err))
             continue
         name = _name_with_restrictions(sub.name(), defn)
         canon = _canonical_flavours(diagrams, classes)
-        key = _diagram_signature(diagrams, canon, params, couplings) if group else None
+        key = None
+        if group:
+            key = _diagram_signature(diagrams, canon, params, couplings)
+            key += (_decay_signature(decays, canon),)
         if key is not None and key in shared:
             rep, rep_canon = shared[key]
             from_canon = {c: f for f, c in canon.items()}
             to_alias = {f: from_canon[c] for f, c in rep_canon.items() if from_canon[c] != f}
-            out.append(FlavourAlias(rep, sub.initial, sub.final, to_alias, name=name))
+            out.append(FlavourAlias(rep, sub.initial, final, to_alias, name=name))
             continue
         proc = AutoProcess(
             sub.initial,
-            sub.final,
+            final,
             params,
             constraints=constraints,
+            decays=decays,
             model=model,
             name=name,
             cache_dir=cache_dir,
@@ -607,6 +609,17 @@ def _canonical_flavours(diagrams, classes: list[tuple[int, ...]]) -> dict[int, i
         canon[f] = cls[used.get(cls, 0)]
         used[cls] = used.get(cls, 0) + 1
     return canon
+
+
+def _decay_signature(decays, canon: Mapping[int, int]) -> tuple:
+    """The decay groups of a decay chain with flavours relabelled by ``canon``: decaying
+    particle and legs (its constraints are in the diagrams)."""
+
+    def relabel(pdg: int) -> int:
+        target = canon.get(abs(pdg), abs(pdg))
+        return target if pdg > 0 else -target
+
+    return tuple(sorted((relabel(d.pdg), tuple(sorted(d.legs))) for d in decays))
 
 
 def _coupling_keys(model, params: SMParameters) -> dict[str, tuple]:

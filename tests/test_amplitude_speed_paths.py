@@ -298,23 +298,36 @@ def test_chunking_does_not_change_values() -> None:
 
 def test_generated_source_is_straight_line_code() -> None:
     """One HELAS call per current, one contraction per amplitude, every wave function
-    freed after its last use, no loops; the same source every time (deterministic)."""
+    freed after its last use, no loops; the same source every time (deterministic). The
+    amplitude-keeping code calls ``_off`` once per current term and ``_dot`` once per
+    amplitude; the default (grouped) code evaluates every current once (alone or stacked
+    with others of its kind) and closes every amplitude with a colour coefficient once."""
     plan = AutoProcess.load("g g > t t~ g").plan
-    src = codegen.generate_source(plan)
-    assert src == codegen.generate_source(plan)
-    assert src.count("_off(") == sum(len(c.terms) for c in plan.currents)
-    assert src.count("_dot(") == len(plan.amplitudes)
-    body = [line.strip() for line in src.split("def evaluate")[1].splitlines()]
-    assert not any(line.startswith(("for ", "while ", "if ")) for line in body)
-    compile(src, "generated", "exec")
-    deleted = {
-        name
-        for line in src.splitlines()
-        if line.strip().startswith("del ")
-        for name in line.strip()[4:].split(", ")
-    }
-    created = {f"w{c.slot}" for c in plan.currents} | {f"w{k}" for k in range(plan.n_external)}
-    assert created <= deleted
+    for grouped in (False, True):
+        src = codegen.generate_source(plan, grouped=grouped)
+        assert src == codegen.generate_source(plan, grouped=grouped)
+        body = [line.strip() for line in src.split("def evaluate")[1].splitlines()]
+        assert not any(line.startswith(("for ", "while ", "if ")) for line in body)
+        compile(src, "generated", "exec")
+        deleted = {
+            name
+            for line in src.splitlines()
+            if line.strip().startswith("del ")
+            for name in line.strip()[4:].split(", ")
+        }
+        created = {f"w{c.slot}" for c in plan.currents} | {f"w{k}" for k in range(plan.n_external)}
+        assert created <= deleted
+        if not grouped:
+            assert src.count("_off(") == sum(len(c.terms) for c in plan.currents)
+            assert src.count("_dot(") == len(plan.amplitudes)
+            continue
+        assigned = [line.split(" = ")[0].split(", ") for line in body if " = _off" in line]
+        slots = [name for names in assigned for name in names]
+        assert sorted(slots) == sorted(f"w{c.slot}" for c in plan.currents)
+        assert "_off_group(" in src  # g g > t t~ g has currents to stack
+        coeff = plan.colour_coefficients
+        coloured = [j for j in range(len(coeff)) if any(x for pair in coeff[j] for x in pair)]
+        assert src.count("_close(") == len(coloured)
 
 
 # ------------------------------------------------------------------ compilation

@@ -107,9 +107,9 @@ BAD = {
         {"engine": "analytic", "process": "p p > t t~ j"},
         "engine: analytic; engine: amplitudes computes any tree-level process",
     ),
-    "decay chain": (
-        {"process": "p p > t t~, t > b e+ ve"},
-        "process: decay chains (',') are not supported in runs yet",
+    "decay chain, analytic engine": (
+        {"engine": "analytic", "process": "p p > t t~, t > b e+ ve"},
+        "engine: the analytic library has no decay chains",
     ),
     "syntax error": ({"process": "p p > t t~ QCD="}, "process:"),
     "no diagram": ({"process": "p p > e+ mu-"}, "process:"),
@@ -136,9 +136,10 @@ def test_bad_process_cards_exit_2_naming_the_key(case, tmp_path, capsys) -> None
     assert not (tmp_path / "out").exists()
 
 
-def test_decay_chain_is_a_card_error_in_prepare(tmp_path) -> None:
-    with pytest.raises(CardError, match=r"process: decay chains"):
-        prepare(parse_card(card_data(tmp_path, process="p p > t t~, t > b e+ ve")))
+def test_decay_chain_with_the_analytic_engine_is_a_card_error_in_prepare(tmp_path) -> None:
+    data = card_data(tmp_path, process="p p > t t~, t > b e+ ve", engine="analytic")
+    with pytest.raises(CardError, match=r"engine: the analytic library has no decay chains"):
+        prepare(parse_card(data))
 
 
 # ------------------------------------------------------------------ grouping

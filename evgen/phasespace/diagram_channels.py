@@ -33,6 +33,10 @@ number per intermediate mass, then two per splitting):
    reached once. Within the limits, s_N is drawn from a Breit-Wigner (massive propagator with
    width), s^-nu_s (massless or zero-width propagator; nu_s < 1 so that s = 0 is allowed) or
    flat in s (no propagator: R_k of the t-chain and 4-point splittings, as MadEvent does).
+   A decay-chain resonance (:attr:`~processes.base.Propagator.onshell`) has its Breit-Wigner
+   restricted to MadGraph's window |m_N - M| <= bwcutoff * Gamma (intersected with the
+   limits; :func:`onshell_window`), so no point falls outside it; one through the whole final
+   state restricts s_hat alike (hadron beams).
 3. The t-chain, in the partonic centre-of-mass frame: R_(k-1) = q_(k-1) + p_b -> C_k + R_k
    with q_0 = p_a, q_k = q_(k-1) - p(C_k). In the rest frame of R_(k-1) (mass^2 s), with
    q_(k-1)^2 = t_A and massless p_b: E_A = (s + t_A) / (2 sqrt s), |p_A| = (s - t_A) /
@@ -76,8 +80,18 @@ from evgen.phasespace.luminosity import LuminosityMapping
 from evgen.phasespace.two_body import boost_from_rest, boost_to_rest
 from processes.base import Channel, Process
 
-__all__ = ["ChannelTopology", "ChannelPhaseSpace", "DiagramChannels", "channel_phase_spaces"]
+__all__ = [
+    "BW_CUTOFF",
+    "ChannelTopology",
+    "ChannelPhaseSpace",
+    "DiagramChannels",
+    "channel_phase_spaces",
+    "onshell_window",
+]
 
+#: MadGraph's run_card ``bwcutoff`` default: a decay-chain resonance's mass lies within this
+#: many widths of its pole mass.
+BW_CUTOFF = 15.0
 NU_S = 0.8  # default power of s^-nu for massless s-channel propagators
 NU_T = 0.5  # default power of (M^2 - t)^-nu for t-channel propagators
 _N_IN = 2  # incoming particles come first in the external-leg numbering
@@ -97,6 +111,8 @@ class _Node:
     mass, width: the s-channel propagator's (0 if none), GeV.
     decay: "angles" (flat two-body decay) or "t" (a step of the t-chain; children (C, R)).
     t_mass: mass of the t-channel propagator of a "t" step, GeV.
+    onshell: a decay-chain resonance ("bw" only): its mass is sampled within bw_cutoff
+        widths of the pole.
     """
 
     legs: tuple[int, ...]
@@ -106,6 +122,7 @@ class _Node:
     width: float = 0.0
     decay: str = ""
     t_mass: float = 0.0
+    onshell: bool = False
 
 
 class ChannelTopology:
@@ -121,8 +138,13 @@ class ChannelTopology:
         mass_order: indices of the intermediate nodes whose masses are sampled, in order.
         others: per entry of ``mass_order``, the blocks (node indices) outside that node
             when it is sampled.
+        caps: per entry of ``mass_order``, the decay-chain resonances containing that node,
+            each with the blocks of ``others`` inside it (they bound the node's mass from
+            above: the resonance's window top minus their masses).
         root_propagator: (mass, width) GeV of an s-channel line through the whole final
             state, or None.
+        root_onshell: that line is a decay-chain resonance
+            (:attr:`~processes.base.Propagator.onshell`).
         n_t: number of t-channel steps (m - 1 for m top-level clusters; 0 without).
         key: a hashable description of the tree below s_hat (see :meth:`mapping_key`).
 
@@ -137,7 +159,7 @@ class ChannelTopology:
             raise ValueError(f"ChannelTopology: need >= 2 outgoing particles, got {n_out}")
         self.n_out = n_out
         full = frozenset(range(n_out))
-        s_lines: dict[frozenset[int], tuple[float, float]] = {}
+        s_lines: dict[frozenset[int], tuple[float, float, bool]] = {}
         t_lines: dict[frozenset[int], float] = {}
         for prop in channel.propagators:
             legs = frozenset(k - _N_IN for k in prop.legs)
@@ -148,7 +170,9 @@ class ChannelTopology:
                 )
             if prop.kind == "s":
                 if len(legs) >= 2:
-                    s_lines.setdefault(legs, (float(prop.mass), float(prop.width)))
+                    line = (float(prop.mass), float(prop.width), bool(prop.onshell))
+                    if prop.onshell or legs not in s_lines:  # a decay's resonance first
+                        s_lines[legs] = line
             elif prop.kind == "t":
                 if legs == full:
                     raise ValueError(
@@ -166,7 +190,9 @@ class ChannelTopology:
                         f"channel: s-channel lines {sorted(a)} and {sorted(b)} overlap "
                         "without nesting"
                     )
-        self.root_propagator = s_lines.pop(full, None)
+        root = s_lines.pop(full, None)
+        self.root_propagator = None if root is None else (root[0], root[1])
+        self.root_onshell = root is not None and root[2]
         if self.root_propagator is not None and t_lines:
             raise ValueError("channel: an s-channel line through s_hat and t-channel lines")
         self._s_lines = s_lines
@@ -216,6 +242,18 @@ class ChannelTopology:
                 self.mass_order.append(i)
                 self.others.append(sorted(blocks))
                 blocks.add(i)
+        # per entry of mass_order: the decay-chain resonances above the node, each with the
+        # other blocks inside it (the node's mass is at most the window's top minus theirs)
+        self.caps: list[list[tuple[int, list[int]]]] = []
+        for i, others in zip(self.mass_order, self.others, strict=True):
+            legs = set(self.nodes[i].legs)
+            self.caps.append(
+                [
+                    (j, [b for b in others if set(self.nodes[b].legs) <= set(a.legs)])
+                    for j, a in enumerate(self.nodes)
+                    if a.onshell and legs < set(a.legs)
+                ]
+            )
         self.key = self._key(self.root)
 
     def _add(self, node: _Node) -> int:
@@ -228,9 +266,11 @@ class ChannelTopology:
         """Node index of the cluster ``legs`` (built with its sub-clusters)."""
         if len(legs) == 1:
             return next(iter(legs))
+        onshell = False
         if not root and legs in self._s_lines:
-            mass, width = self._s_lines[legs]
+            mass, width, onshell = self._s_lines[legs]
             mapping = "bw" if mass > 0 and width > 0 else "power"
+            onshell = onshell and mapping == "bw"
         else:
             mapping = "root" if root else "flat"
         inner = [s for s in self._s_lines if s < legs]
@@ -244,7 +284,15 @@ class ChannelTopology:
             merged = tuple(sorted(self.nodes[d].legs + self.nodes[tail].legs))
             tail = self._add(_Node(merged, (d, tail), "flat", decay="angles"))
         return self._add(
-            _Node(tuple(sorted(legs)), (kids[0], tail), mapping, mass, width, decay="angles")
+            _Node(
+                tuple(sorted(legs)),
+                (kids[0], tail),
+                mapping,
+                mass,
+                width,
+                decay="angles",
+                onshell=onshell,
+            )
         )
 
     def _key(self, i: int) -> tuple:
@@ -252,14 +300,14 @@ class ChannelTopology:
         if not n.children:
             return n.legs
         kids = tuple(self._key(c) for c in n.children)
-        mass = (n.mass, n.width) if n.mapping in ("bw", "power") else ()
+        mass = (n.mass, n.width, n.onshell) if n.mapping in ("bw", "power") else ()
         t = (n.t_mass,) if n.decay == "t" else ()
         return (n.mapping, mass, n.decay, t, kids)
 
     def mapping_key(self, hadronic: bool = True) -> tuple:
         """A hashable description of the mapping; equal keys map identically. The
         s-channel line through s_hat matters only for hadron beams (it shapes tau)."""
-        root = self.root_propagator if hadronic else None
+        root = (self.root_propagator, self.root_onshell) if hadronic else None
         return (root, self.key)
 
     def describe(self) -> str:
@@ -271,7 +319,7 @@ class ChannelTopology:
                 return str(n.legs[0])
             head = f"t[M={n.t_mass:g}]" if n.decay == "t" else n.mapping
             if n.mapping in ("bw", "power") or (n.mapping == "root" and n.mass > 0):
-                head += f"[M={n.mass:g}]"
+                head += f"[M={n.mass:g}{', on shell' if n.onshell else ''}]"
             return head + "(" + ", ".join(text(c) for c in n.children) + ")"
 
         return text(self.root)
@@ -298,6 +346,12 @@ def _power(r: Tensor, lo: Tensor, hi: Tensor, nu: float) -> tuple[Tensor, Tensor
     x = (a + r * (b - a)) ** (1.0 / e)
     x = torch.minimum(torch.maximum(x, lo), hi)
     return x, (b - a) / e * x**nu
+
+
+def onshell_window(mass: float, width: float, bw_cutoff: float = BW_CUTOFF) -> tuple[float, float]:
+    """MadGraph's on-shell window of a decay-chain resonance: (m_lo, m_hi) in GeV with
+    m_lo = max(M - bwcutoff Gamma, 0) and m_hi = M + bwcutoff Gamma."""
+    return max(mass - bw_cutoff * width, 0.0), mass + bw_cutoff * width
 
 
 def _momentum(s: Tensor, m1: Tensor, m2: Tensor) -> Tensor:
@@ -351,6 +405,9 @@ class ChannelPhaseSpace:
         nu_s: power of the density s^-nu_s of massless s-channel invariants, in [0, 1).
         nu_t: power of the density (M_t^2 - t)^-nu_t of t-channel invariants, in [0, 1).
         nu, bw_fraction: passed to :class:`LuminosityMapping` (hadron beams).
+        bw_cutoff: decay-chain resonances (:attr:`Propagator.onshell
+            <processes.base.Propagator.onshell>`) are sampled with
+            |m - M| <= bw_cutoff * Gamma (MadGraph's ``bwcutoff``), > 0.
 
     Attributes:
         n_dim: 2 + 3 n_out - 4 (hadron beams) or 3 n_out - 4 (lepton beams).
@@ -377,6 +434,7 @@ class ChannelPhaseSpace:
         nu_t: float = NU_T,
         nu: float | None = None,
         bw_fraction: float = 0.5,
+        bw_cutoff: float = BW_CUTOFF,
     ) -> None:
         if not (e_beam1 > 0 and e_beam2 > 0):
             raise ValueError(
@@ -389,6 +447,9 @@ class ChannelPhaseSpace:
         for name, value in (("nu_s", nu_s), ("nu_t", nu_t)):
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"ChannelPhaseSpace: {name} must be in [0, 1), got {value}")
+        if not (math.isfinite(bw_cutoff) and bw_cutoff > 0):
+            raise ValueError(f"ChannelPhaseSpace: bw_cutoff must be > 0, got {bw_cutoff}")
+        self.bw_cutoff = float(bw_cutoff)
         self.masses_out = [float(m) for m in masses_out]
         self.n_out = len(self.masses_out)
         self.topology = ChannelTopology(channel, self.n_out)
@@ -401,10 +462,21 @@ class ChannelPhaseSpace:
         self.luminosity: LuminosityMapping | None = None
         if self.hadronic:
             res = self.topology.root_propagator
+            s_lo = max(float(s_hat_min), threshold)
+            if res is not None and self.topology.root_onshell:
+                m_lo, m_hi = onshell_window(res[0], res[1], self.bw_cutoff)
+                s_lo = max(s_lo, m_lo**2)
+                s_hat_max = m_hi**2 if s_hat_max is None else min(s_hat_max, m_hi**2)
+                if s_hat_max <= s_lo:
+                    raise ValueError(
+                        f"ChannelPhaseSpace: the decay-chain resonance of mass {res[0]:g} GeV "
+                        f"has no room within {self.bw_cutoff:g} widths between the threshold and "
+                        "s_hat_max"
+                    )
             self.luminosity = LuminosityMapping(
                 e_beam1,
                 e_beam2,
-                max(float(s_hat_min), threshold),
+                s_lo,
                 s_hat_max,
                 res if res is not None and res[0] > 0 and res[1] > 0 else None,
                 nu=nu,
@@ -456,12 +528,21 @@ class ChannelPhaseSpace:
         m[top.root] = root_mass
         jac = torch.ones_like(root_mass)
         ok = torch.ones_like(root_mass, dtype=torch.bool)
-        for i, others in zip(top.mass_order, top.others, strict=True):
+        for i, others, caps in zip(top.mass_order, top.others, top.caps, strict=True):
             node = top.nodes[i]
             lo = m[node.children[0]] + m[node.children[1]]
             hi = root_mass - sum((m[b] for b in others), torch.zeros_like(root_mass))
+            for j, inside in caps:  # inside a decay-chain resonance's window
+                m_hi = onshell_window(top.nodes[j].mass, top.nodes[j].width, self.bw_cutoff)[1]
+                hi = torch.minimum(hi, m_hi - sum((m[b] for b in inside), torch.zeros_like(hi)))
             ok = ok & (hi > lo)
             hi = torch.maximum(hi, lo)
+            if node.onshell:  # MadGraph's bwcutoff window of a decay-chain resonance
+                m_lo, m_hi = onshell_window(node.mass, node.width, self.bw_cutoff)
+                lo = lo.clamp_min(m_lo)
+                hi = hi.clamp_max(m_hi)
+                ok = ok & (hi > lo)
+                hi = torch.maximum(hi, lo)
             s_lo, s_hi = lo * lo, hi * hi
             u = r[:, self._mass_col[i]]
             if node.mapping == "bw":
@@ -657,6 +738,7 @@ def channel_phase_spaces(
     nu_s: float = NU_S,
     nu_t: float = NU_T,
     bw_fraction: float | None = None,
+    bw_cutoff: float = BW_CUTOFF,
 ) -> DiagramChannels:
     """One :class:`ChannelPhaseSpace` per distinct channel of ``processes``.
 
@@ -671,6 +753,8 @@ def channel_phase_spaces(
         bw_fraction: share of the Breit-Wigner in the s_hat mapping of a channel with an
             s-channel resonance through s_hat (hadron beams); default 1 when there are
             other channels to cover the continuum, 0.5 for a lone channel.
+        bw_cutoff: window of decay-chain resonances in widths (see
+            :class:`ChannelPhaseSpace`).
 
     Returns:
         DiagramChannels (mappings, per-process channel index map, labels).
@@ -725,6 +809,7 @@ def channel_phase_spaces(
             nu_s=nu_s,
             nu_t=nu_t,
             bw_fraction=bw_fraction,
+            bw_cutoff=bw_cutoff,
         )
         for _, ch in keyed
     ]

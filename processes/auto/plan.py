@@ -678,11 +678,12 @@ class PlanExecutor:
 
     def _real_couplings(self, alpha_s: Tensor | float | None, momenta: Tensor) -> dict[str, Cx]:
         """The couplings as :class:`Cx` pairs, per-event ones as (n,) real tensors and the
-        parts that vanish identically as the number 0. With compilation on, the alpha_s
-        couplings are always tensors (a compiled graph is not tied to one alpha_s)."""
+        parts that vanish identically as the number 0. With compilation or tracing on, the
+        alpha_s couplings are always tensors (a compiled or recorded graph is not tied to
+        one alpha_s)."""
         out = {}
         n = momenta.shape[0]
-        as_tensor = self._kernel is not None and self._kernel.compile
+        as_tensor = self._kernel is not None and (self._kernel.compile or self._kernel.trace)
         for name, value in self.couplings(alpha_s, momenta).items():
             if name in self._zero_parts and (isinstance(value, Tensor) or as_tensor):
                 zero_re, zero_im = self._zero_parts[name]

@@ -17,6 +17,7 @@ sm, unlike ``SMParameters.mass``); :attr:`masses` reports them for the phase spa
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ from processes.auto.syntax import (
 from processes.base import Channel, Process
 from processes.particles import PARTICLES, multiparticles
 
-__all__ = ["AutoProcess"]
+__all__ = ["AutoProcess", "subprocess_decays"]
 
 
 def _check_momenta(momenta: Tensor, n_ext: int, name: str, n_initial: int = 0) -> Tensor:
@@ -118,6 +119,7 @@ class AutoProcess(Process):
         self.decays = tuple(decays)
         self._zero_width_t = zero_width_t_channel
         self._diagrams: DiagramSet | None = None
+        self._channels: list[Channel] | None = None
         base = " ".join(self.model.name_of(p) for p in self.incoming) + " > "
         base += " ".join(self.model.name_of(p) for p in self.outgoing)
         self.name = name or base
@@ -175,14 +177,7 @@ class AutoProcess(Process):
         out: list[AutoProcess] = []
         errors: list[str] = []
         for sub in expand_subprocesses(defn, definitions, n_flavours):
-            final, groups = decay_groups(
-                sub.final,
-                sub.decays,
-                len(sub.initial),
-                lambda d: Constraints.from_definition(
-                    _decay_definition(defn, d, definitions, n_flavours)
-                ),
-            )
+            final, groups = subprocess_decays(defn, sub, definitions, n_flavours)
             name = _name_with_restrictions(sub.name(), defn)
             try:
                 proc = cls(
@@ -265,8 +260,23 @@ class AutoProcess(Process):
 
     def channels(self) -> list[Channel]:
         """One channel per distinct propagator structure of the diagrams with 3-point
-        vertices (MadGraph's configs)."""
-        return self.plan.channel_objects()
+        vertices (MadGraph's configs). The resonances of a decay chain (the s-channel line
+        of each :attr:`decays` group) are marked :attr:`Propagator.onshell
+        <processes.base.Propagator.onshell>`."""
+        if self._channels is None:
+            onshell = {(abs(d.pdg), tuple(sorted(d.legs))) for d in self.decays}
+            self._channels = [
+                Channel(
+                    tuple(
+                        replace(p, onshell=True)
+                        if p.kind == "s" and (abs(p.pdg), tuple(sorted(p.legs))) in onshell
+                        else p
+                        for p in ch.propagators
+                    )
+                )
+                for ch in self.plan.channel_objects()
+            ]
+        return list(self._channels)
 
     def channel_weights(self, momenta: Tensor) -> Tensor:
         """SDE weights: sum_h sum_{diagrams d of channel i} |A_d|^2, normalised per event
@@ -309,6 +319,24 @@ def _canonical_constraints(c: Constraints) -> tuple:
         sorted(c.excluded),
         sorted(sorted(r) for r in c.required_s_channels),
         sorted(c.excluded_s_channels),
+    )
+
+
+def subprocess_decays(
+    defn: ProcessDefinition,
+    sub: Any,
+    definitions: Mapping[str, Sequence[str]] | None = None,
+    n_flavours: int = 4,
+) -> tuple[tuple[int, ...], tuple[DecayGroup, ...]]:
+    """The external final state (decay products in place of their parents) and the decay
+    groups of one subprocess of ``defn`` (an item of
+    :func:`~processes.auto.syntax.expand_subprocesses`); ``(sub.final, ())`` without
+    decays."""
+    return decay_groups(
+        sub.final,
+        sub.decays,
+        len(sub.initial),
+        lambda d: Constraints.from_definition(_decay_definition(defn, d, definitions, n_flavours)),
     )
 
 
