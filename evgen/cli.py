@@ -40,6 +40,12 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("-o", "--output", help="override output.path (a folder)")
     run.add_argument("--device", help="override run.device (cpu, cuda, cuda:1, ...)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+    from unfolding.command import add_parsers
+
+    add_parsers(sub)  # evgen unfold, evgen detector
+    from evgen.generators.command import add_parsers as add_generator_parsers
+
+    add_generator_parsers(sub)  # evgen train-generator, evgen generate
     return parser
 
 
@@ -206,6 +212,13 @@ def _run(args: argparse.Namespace, out: Console, err: Console) -> int:
     return 0
 
 
+def _unfolding(args: argparse.Namespace, out: Console, err: Console) -> int:
+    """``evgen unfold`` and ``evgen detector`` (see :mod:`unfolding.command`)."""
+    from unfolding.command import main as unfolding_main
+
+    return unfolding_main(args, out, err)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: returns the exit status (0 success, 2 user error, 1 internal error)."""
     parser = _build_parser()
@@ -216,6 +229,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run(args, out, err)
+        if args.command in ("unfold", "detector"):
+            return _unfolding(args, out, err)
+        if args.command in ("train-generator", "generate"):
+            from evgen.generators.command import main as generators_main
+
+            return generators_main(args, out, err)
     except EvgenError as exc:
         print(f"evgen: error: {exc}", file=sys.stderr)
         return 2

@@ -13,7 +13,8 @@ from evgen.cli import main
 from evgen.errors import CardError
 
 ROOT = Path(__file__).resolve().parent.parent
-CARDS = sorted((ROOT / "cards").glob("*.yaml"))
+#: run cards (unfold_*.yaml are unfolding cards: tests/test_unfold_inputs.py)
+CARDS = sorted(p for p in (ROOT / "cards").glob("*.yaml") if not p.name.startswith("unfold_"))
 
 
 @pytest.mark.parametrize("path", CARDS, ids=[p.name for p in CARDS])
