@@ -82,6 +82,9 @@ class OmniFoldConfig:
         replicas: number of bootstrap replicas (0: none).
         bootstrap_data: replicas resample the data (Poisson(1) weight per event); else
             they differ only by the classifier seeds (ensemble spread only).
+        bootstrap_simulation: replicas also resample the simulation (Poisson(1) factor on
+            each simulated event's weight), so the quoted errors include the finite
+            simulation (response) statistics, as IBU's response toys do.
         seed: seed of the bootstrap weights.
         record_iterations: keep the weights after every iteration in
             ``info["weights_by_iteration"]`` (I, n) (and ``info["replica_weights_by_iteration"]``
@@ -95,6 +98,7 @@ class OmniFoldConfig:
     clip: float | None = 1e3
     replicas: int = 0
     bootstrap_data: bool = True
+    bootstrap_simulation: bool = True
     seed: int = 0
     record_iterations: bool = False
 
@@ -254,7 +258,7 @@ def omnifold_weights(
 
 
 def omnifold(inputs: UnfoldingInputs, config: OmniFoldConfig | None = None) -> UnfoldedResult:
-    """Unfold with OmniFold; replicas by data bootstrap and classifier seeds.
+    """Unfold with OmniFold; replicas by data and simulation bootstrap and classifier seeds.
 
     Args:
         inputs: simulation and data (validated here).
@@ -286,8 +290,13 @@ def omnifold(inputs: UnfoldingInputs, config: OmniFoldConfig | None = None) -> U
             if config.bootstrap_data:
                 ones = torch.ones_like(dw)
                 dw = dw * torch.poisson(ones, generator=gen)
+            rep_inputs = inputs
+            if config.bootstrap_simulation:
+                sw = inputs.sim_weights
+                sw = sw * torch.poisson(torch.ones_like(sw), generator=gen)
+                rep_inputs = replace(inputs, sim_weights=sw)
             seed = config.classifier.seed + 100_003 * (k + 1)
-            rep, rep_info = omnifold_weights(inputs, config, dw, seed, fake_prob)
+            rep, rep_info = omnifold_weights(rep_inputs, config, dw, seed, fake_prob)
             rows.append(rep)
             if config.record_iterations:
                 rows_by_iteration.append(rep_info["weights_by_iteration"])
