@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -416,18 +416,23 @@ def _format_validation_error(source: str, err: ValidationError) -> str:
     return f"{source}: {key}: {msg}{more}"
 
 
-def parse_card(data: Any, source: str = "<card>") -> RunCard:
-    """Validate a card given as a mapping; ``source`` names it in error messages."""
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def validate_card(model: type[_Model], data: Any, source: str) -> _Model:
+    """Validate a card given as a mapping against the pydantic ``model`` (the run card,
+    the unfolding card); CardError naming ``source`` and the key at fault."""
     if not isinstance(data, dict):
         raise CardError(f"{source}: expected a YAML mapping of keys, got {type(data).__name__}")
     try:
-        return RunCard.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as err:
         raise CardError(_format_validation_error(source, err)) from None
 
 
-def load_card(path: str | Path) -> tuple[RunCard, str]:
-    """Read and validate a YAML run card; return the card and its text."""
+def read_yaml_card(path: str | Path) -> tuple[Any, str]:
+    """A card file's parsed YAML and its text; CardError for a missing or unreadable file
+    or invalid YAML, naming the file."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -439,4 +444,15 @@ def load_card(path: str | Path) -> tuple[RunCard, str]:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise CardError(f"{path}: not valid YAML: {err}".replace("\n", " ")) from None
+    return data, text
+
+
+def parse_card(data: Any, source: str = "<card>") -> RunCard:
+    """Validate a card given as a mapping; ``source`` names it in error messages."""
+    return validate_card(RunCard, data, source)
+
+
+def load_card(path: str | Path) -> tuple[RunCard, str]:
+    """Read and validate a YAML run card; return the card and its text."""
+    data, text = read_yaml_card(path)
     return parse_card(data, str(path)), text

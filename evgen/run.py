@@ -12,7 +12,6 @@ energies in GeV, times in seconds.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import time
@@ -38,7 +37,7 @@ from evgen.integrators import Estimate, combine_estimates
 from evgen.integrators.cfm import CFMConfig, CFMIntegrator
 from evgen.integrators.madnis import MadNIS, MadNISConfig
 from evgen.integrators.vegas import Vegas
-from evgen.io.atomic import atomic_output
+from evgen.io.atomic import write_all_or_nothing
 from evgen.io.lhe import write_lhe
 from evgen.io.root import write_root
 from evgen.setup import PreparedRun, prepare
@@ -425,25 +424,10 @@ def _write_outputs(
         targets["lhe"] = (out / name, lambda p: write_lhe(p, events, info, gzip=card.output.gzip))
     if "root" in card.output.formats:
         targets["root"] = (out / "events.root", lambda p: write_root(p, events, info))
-    folders = [out]
     if state is not None:
         path = _state_path(run)
         targets["integrator_state"] = (path, lambda p: _save_state(p, state))
-        folders.append(path.parent)
-    created = list(dict.fromkeys(d for f in folders for d in (f, *f.parents) if not d.exists()))
-    created.sort(key=lambda d: len(d.parts), reverse=True)  # innermost first
-    for f in folders:
-        f.mkdir(parents=True, exist_ok=True)
-    try:
-        with contextlib.ExitStack() as stack:
-            for path, writer in targets.values():
-                tmp = stack.enter_context(atomic_output(path))
-                writer(tmp)
-    except BaseException:
-        for d in created:  # innermost first
-            with contextlib.suppress(OSError):
-                d.rmdir()
-        raise
+    write_all_or_nothing(targets.values(), folders=[out])
     return {kind: path for kind, (path, _) in targets.items()}
 
 

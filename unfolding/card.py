@@ -36,19 +36,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from evgen.card import _format_validation_error
-from evgen.errors import CardError
+from evgen.card import read_yaml_card, validate_card
 
 __all__ = [
     "UnfoldCard",
@@ -520,25 +517,10 @@ def _check_joint(joint: Any, names: list[str]) -> None:
 
 def parse_unfold_card(data: Any, source: str = "<card>") -> UnfoldCard:
     """Validate an unfolding card given as a mapping; ``source`` names it in errors."""
-    if not isinstance(data, dict):
-        raise CardError(f"{source}: expected a YAML mapping of keys, got {type(data).__name__}")
-    try:
-        return UnfoldCard.model_validate(data)
-    except ValidationError as err:
-        raise CardError(_format_validation_error(source, err)) from None
+    return validate_card(UnfoldCard, data, source)
 
 
 def load_unfold_card(path: str | Path) -> tuple[UnfoldCard, str]:
     """Read and validate a YAML unfolding card; return the card and its text."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise CardError(f"{path}: card file not found") from None
-    except OSError as err:
-        raise CardError(f"{path}: cannot read card ({err.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise CardError(f"{path}: not valid YAML: {err}".replace("\n", " ")) from None
+    data, text = read_yaml_card(path)
     return parse_unfold_card(data, str(path)), text

@@ -32,7 +32,6 @@ all-or-nothing.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import time
@@ -56,7 +55,7 @@ from evgen.generators.reweighting import (
     ReweightingResult,
     classifier_reweighting,
 )
-from evgen.io.atomic import atomic_output
+from evgen.io.atomic import write_all_or_nothing
 from evgen.io.lhe import write_lhe
 from evgen.io.root import EVENT_BRANCHES, PARTICLE_BRANCHES, read_root, write_root
 from evgen.ml.training import TrainingProgress
@@ -292,28 +291,6 @@ def _check_output_dir(path: Path) -> None:
             )
 
 
-def _write_all(folder: Path, targets: dict[str, tuple[Path, Callable[[Path], Any]]]) -> None:
-    """Write every target all-or-nothing; remove folders this created on failure."""
-    folders = {folder, *(p.parent for p, _ in targets.values())}
-    created = sorted(
-        {d for f in folders for d in (f, *f.parents) if not d.exists()},
-        key=lambda d: len(d.parts),
-        reverse=True,
-    )
-    for f in sorted(folders, key=lambda d: len(d.parts)):
-        f.mkdir(parents=True, exist_ok=True)
-    try:
-        with contextlib.ExitStack() as stack:
-            for path, writer in targets.values():
-                tmp = stack.enter_context(atomic_output(path))
-                writer(tmp)
-    except BaseException:
-        for d in created:
-            with contextlib.suppress(OSError):
-                d.rmdir()
-        raise
-
-
 def _normalised(
     values: torch.Tensor, edges: torch.Tensor, weights: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -512,7 +489,7 @@ def run_generate(
     summary_text = json.dumps(summary, indent=2, allow_nan=True)
     targets["summary"] = (out / "generate.json", lambda p: p.write_text(summary_text))
     t0 = time.perf_counter()
-    _write_all(out, targets)
+    write_all_or_nothing(targets.values(), folders=[out])
     timings["output"] = time.perf_counter() - t0
     result.outputs = {k: p for k, (p, _) in targets.items()}
     return result

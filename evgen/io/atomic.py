@@ -16,12 +16,12 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from evgen.errors import OutputError
 
-__all__ = ["atomic_output"]
+__all__ = ["atomic_output", "write_all_or_nothing"]
 
 
 def _fsync_path(path: Path, *, directory: bool = False) -> None:
@@ -88,3 +88,27 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
 def _remove_quietly(path: Path) -> None:
     with contextlib.suppress(OSError):
         path.unlink()
+
+
+def write_all_or_nothing(
+    targets: Iterable[tuple[Path, Callable[[Path], object]]], folders: Iterable[Path] = ()
+) -> None:
+    """Write several files all-or-nothing: each ``(path, writer)`` writes through
+    :func:`atomic_output`, and the files appear only when every writer has finished; on
+    any error none of them is written and the folders this call created (the targets'
+    folders and ``folders``) are removed again (innermost first, only if empty)."""
+    targets = list(targets)
+    wanted = [*folders, *(p.parent for p, _ in targets)]
+    created = list(dict.fromkeys(d for f in wanted for d in (f, *f.parents) if not d.exists()))
+    created.sort(key=lambda d: len(d.parts), reverse=True)  # innermost first
+    for f in wanted:
+        f.mkdir(parents=True, exist_ok=True)
+    try:
+        with contextlib.ExitStack() as stack:
+            for path, writer in targets:
+                writer(stack.enter_context(atomic_output(path)))
+    except BaseException:
+        for d in created:
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        raise
