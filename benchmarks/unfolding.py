@@ -420,8 +420,9 @@ NOTES = """\
 - chi2/ndf and pulls use each method's own covariance only; the truth histogram's own
   fluctuation is not added (the unfolded result follows the same data events, so the
   two are correlated). OmniFold's covariance from R = 10 replicas has rank 9 < 30 bins:
-  its chi2 is diagonal-only ("diag"). OmniFold's replicas resample the data and the
-  classifier seeds, not the simulation; IBU's toys resample both.
+  its chi2 is diagonal-only ("diag"). OmniFold's replicas resample the data, the
+  simulation and the classifier seeds; IBU's toys resample the data and the response;
+  the generative method's replicas are ensemble members x data bootstraps.
 - IBU: the response, efficiency and fake fraction from the simulation, fakes subtracted
   as the simulation's fake fraction times the data (RooUnfold); 4 iterations is
   RooUnfold's default. The regularisation bias of few iterations sits in the tails,
