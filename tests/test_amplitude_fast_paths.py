@@ -22,7 +22,6 @@ and |M|^2 against the reference engine and 1e-12 against madgraph4gpu.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -30,9 +29,8 @@ import pytest
 import torch
 from mg4gpu_data import load_reference, params_from_card
 
-from evgen.phasespace.rambo import Rambo
 from processes.auto import codegen
-from processes.auto.plan import PlanExecutor
+from processes.auto.plan import PlanExecutor, scan_momenta
 from processes.auto.process import AutoProcess
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -41,17 +39,9 @@ TOL = 1e-13
 
 
 def _collision(masses, n: int, e_cm: float, seed: int) -> torch.Tensor:
-    """RAMBO final states of a head-on collision at sqrt(s) = e_cm, (n, n_ext, 4) GeV."""
-    rambo = Rambo(list(masses[2:]))
-    g = torch.Generator().manual_seed(seed)
-    final, _ = rambo.map(torch.rand(n, rambo.n_dim, generator=g, dtype=torch.float64), e_cm)
-    m1, m2 = masses[0], masses[1]
-    s = e_cm**2
-    pz = math.sqrt((s - (m1 + m2) ** 2) * (s - (m1 - m2) ** 2)) / (2 * e_cm)
-    initial = torch.tensor(
-        [[math.hypot(pz, m1), 0, 0, pz], [math.hypot(pz, m2), 0, 0, -pz]], dtype=torch.float64
-    )
-    return torch.cat([initial.expand(n, 2, 4), final], 1)
+    """n RAMBO points in the centre-of-mass frame at sqrt(s) = e_cm, incoming along
+    +-z, (n, n_ext, 4) GeV (the engine's own :func:`~processes.auto.plan.scan_momenta`)."""
+    return scan_momenta(masses, 2, n, seed, e_cm)
 
 
 def pointwise(a: torch.Tensor, b: torch.Tensor) -> float:

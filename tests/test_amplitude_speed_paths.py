@@ -21,7 +21,6 @@ collinear limits loses up to ~1e-13 to the gauge cancellations between diagrams,
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
@@ -29,7 +28,6 @@ import pytest
 import torch
 from mg4gpu_data import load_reference, params_from_card  # noqa: E402
 
-from evgen.phasespace.rambo import Rambo
 from processes.auto import codegen, helas
 from processes.auto import helas_real as hr
 from processes.auto.plan import PlanExecutor, scan_momenta
@@ -187,16 +185,9 @@ def test_folding_and_packing_arithmetic() -> None:
 
 
 def _collision(masses, n: int, e_cm: float, seed: int) -> torch.Tensor:
-    rambo = Rambo(list(masses[2:]))
-    g = torch.Generator().manual_seed(seed)
-    final, _ = rambo.map(torch.rand(n, rambo.n_dim, generator=g, dtype=torch.float64), e_cm)
-    m1, m2 = masses[0], masses[1]
-    s = e_cm**2
-    pz = math.sqrt((s - (m1 + m2) ** 2) * (s - (m1 - m2) ** 2)) / (2 * e_cm)
-    initial = torch.tensor(
-        [[math.hypot(pz, m1), 0, 0, pz], [math.hypot(pz, m2), 0, 0, -pz]], dtype=torch.float64
-    )
-    return torch.cat([initial.expand(n, 2, 4), final], 1)
+    """n RAMBO points in the centre-of-mass frame at sqrt(s) = e_cm, incoming along
+    +-z, (n, n_ext, 4) GeV (the engine's own :func:`~processes.auto.plan.scan_momenta`)."""
+    return scan_momenta(masses, 2, n, seed, e_cm)
 
 
 PROCESSES = [

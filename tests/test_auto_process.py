@@ -13,7 +13,6 @@ from mg4gpu_data import load_reference, params_from_card  # noqa: E402
 
 from evgen.kinematics import boost, dot
 from evgen.params import SMParameters, ZPrime
-from evgen.phasespace.rambo import Rambo
 from processes import load
 from processes.auto.diagrams import Constraints, DecayGroup
 from processes.auto.plan import (
@@ -36,18 +35,9 @@ def _one_thread(single_thread):
 
 
 def collision(masses, n: int = 8, e_cm: float = 700.0, seed: int = 3) -> torch.Tensor:
-    """n RAMBO points in the centre-of-mass frame, incoming along +-z, GeV."""
-    m_out = list(masses[2:])
-    rambo = Rambo(m_out)
-    g = torch.Generator().manual_seed(seed)
-    final, _ = rambo.map(torch.rand(n, rambo.n_dim, generator=g, dtype=torch.float64), e_cm)
-    m1, m2 = masses[0], masses[1]
-    s = e_cm**2
-    pz = math.sqrt((s - (m1 + m2) ** 2) * (s - (m1 - m2) ** 2)) / (2 * e_cm)
-    initial = torch.tensor(
-        [[math.hypot(pz, m1), 0, 0, pz], [math.hypot(pz, m2), 0, 0, -pz]], dtype=torch.float64
-    )
-    return torch.cat([initial.expand(n, 2, 4), final], 1)
+    """n RAMBO points in the centre-of-mass frame at sqrt(s) = e_cm, incoming along
+    +-z, (n, n_ext, 4) GeV (the engine's own :func:`~processes.auto.plan.scan_momenta`)."""
+    return scan_momenta(masses, 2, n, seed, e_cm)
 
 
 def mandelstam(p: torch.Tensor) -> tuple[torch.Tensor, ...]:
