@@ -477,11 +477,20 @@ def _analytic_cover(
     have = {(p.incoming, tuple(sorted(p.outgoing))) for p in analytic}
     model = _engine_model(params, n_flavours)
     constraints = Constraints.from_definition(defn)
-    for sub in expand_subprocesses(defn, None, n_flavours):
+    subs = [(sub, sub.final, ()) for sub in expand_subprocesses(defn, None, n_flavours)]
+    weighted = _process_weighted(model, subs, constraints)
+    for sub, _, _ in subs:
         if (sub.initial, tuple(sorted(sub.final))) in have:
             continue
         try:
-            generate_diagrams(model, sub.initial, sub.final, constraints, params=params)
+            generate_diagrams(
+                model,
+                sub.initial,
+                sub.final,
+                constraints,
+                params=params,
+                production_weighted=weighted,
+            )
         except ProcessError:
             continue  # no diagram: not a subprocess
         return None
@@ -537,11 +546,21 @@ def engine_subprocesses(
     shared: dict[tuple, tuple[Process, dict[int, int]]] = {}
     out: list[Process] = []
     errors: list[str] = []
-    for sub in expand_subprocesses(defn, definitions, n_flavours):
-        final, decays = subprocess_decays(defn, sub, definitions, n_flavours)
+    subs = [
+        (sub, *subprocess_decays(defn, sub, definitions, n_flavours))
+        for sub in expand_subprocesses(defn, definitions, n_flavours)
+    ]
+    weighted = _process_weighted(model, subs, constraints)
+    for sub, final, decays in subs:
         try:
             diagrams = generate_diagrams(
-                model, sub.initial, final, constraints, decays, params=params
+                model,
+                sub.initial,
+                final,
+                constraints,
+                decays,
+                params=params,
+                production_weighted=weighted,
             )
         except ProcessError as err:
             errors.append(str(err))
@@ -567,6 +586,7 @@ def engine_subprocesses(
             model=model,
             name=name,
             cache_dir=cache_dir,
+            production_weighted=weighted,
         )
         proc.onshell_vetoes = defn.excluded_s_channel_pdgs
         if key is not None:
@@ -576,6 +596,27 @@ def engine_subprocesses(
         detail = errors[0] if errors else "no subprocess"
         raise ProcessError(f"process {defn.name()!r}: no diagrams ({detail})")
     return out
+
+
+def _process_weighted(model, subs, constraints) -> int | None:
+    """MadGraph's default order of a multiparticle process: the least WEIGHTED order of
+    production over its subprocesses (None when the line gives orders, or none has a
+    diagram). Every subprocess is then generated at that order, so one reachable only at a
+    higher order (``u c~ > mu+ mu- d s~`` in ``p p > mu+ mu- j j``: W exchange, QED = 4) is
+    not part of the process, as in MadGraph."""
+    from processes.auto.diagrams import lowest_production_weighted
+
+    if not constraints.orders.is_default:
+        return None
+    lowest = None
+    for sub, final, decays in subs:
+        try:
+            w = lowest_production_weighted(model, sub.initial, final, constraints, decays)
+        except ProcessError:
+            continue
+        if w is not None and (lowest is None or w < lowest):
+            lowest = w
+    return lowest
 
 
 def _flavour_classes(model, params: SMParameters) -> list[tuple[int, ...]]:

@@ -371,3 +371,25 @@ def test_cuda_matches_cpu() -> None:
     gpu = proc.matrix_element(momenta.cuda(), torch.full((16,), 0.118, device="cuda"))
     assert gpu.device.type == "cuda"
     assert rel_diff(gpu.cpu(), cpu) < 1e-12
+
+
+def test_default_orders_are_those_of_the_whole_process() -> None:
+    """MadGraph's default order of a multiparticle process is its lowest WEIGHTED over
+    all subprocesses (6 = QCD 2 + QED 2 for p p > mu+ mu- j j): u c~ > mu+ mu- d s~
+    (only W exchange, QED 4) is no subprocess, and the default equals QED=2."""
+    from evgen.errors import ProcessError
+    from processes.auto.diagrams import generate_diagrams, lowest_production_weighted
+    from processes.registry import engine_subprocesses
+
+    model = AutoProcess((2, -2), (-13, 13)).model
+    assert lowest_production_weighted(model, (2, -4), (-13, 13, 1, -3)) == 8
+    assert lowest_production_weighted(model, (2, -2), (-13, 13, 21, 21)) == 6
+    assert generate_diagrams(model, (2, -4), (-13, 13, 1, -3)).diagrams  # on its own: W's
+    with pytest.raises(ProcessError, match="WEIGHTED <= 6"):
+        generate_diagrams(model, (2, -4), (-13, 13, 1, -3), production_weighted=6)
+    default = sorted(p.name for p in engine_subprocesses("p p > mu+ mu- j j"))
+    qed2 = sorted(
+        p.name.replace(" QED<=2", "") for p in engine_subprocesses("p p > mu+ mu- j j QED=2")
+    )
+    assert default == qed2
+    assert "u c~ > mu+ mu- d s~" not in default

@@ -66,6 +66,7 @@ from evgen.generators.preprocessing import (
     EventPreprocessing,
     GeneratorError,
     PreprocessingConfig,
+    Topology,
 )
 from evgen.io.atomic import atomic_output
 from evgen.ml.cfm import flow_matching_loss
@@ -282,6 +283,8 @@ class GeneratorModel:
             "fixed_scale": None,
         }
         self.training = training or {}
+        self.sampling_stats = {"drawn": 0, "outside_cuts": 0}
+        self._acceptances: dict[int, Any] = {}
 
     @property
     def device(self) -> torch.device:
@@ -317,6 +320,27 @@ class GeneratorModel:
             with torch.no_grad():
                 out.append(odeint(rhs, xs, 0.0, 1.0, options).y)
         return torch.cat(out) if out else x0
+
+    def _acceptance(self, t: int) -> Any:
+        """The card's generation cuts for topology ``t``, a function of its momenta
+        (n, n_particles, 4) in GeV returning a boolean mask (n,), or None without a card.
+
+        The training events all pass the cuts of the card that made them (``evgen run``
+        generates inside them), so the target distribution is zero outside; a network's
+        density leaks over the edges (a pT threshold, the m_ll window) and those events
+        are drawn again, which keeps every generated event inside the same fiducial
+        space as the training sample and the cross section meaningful. Cuts are applied
+        to the stable outgoing particles (jets merged as gluons are jets), as
+        :class:`~evgen.cuts.Cuts` does in ``evgen run``, with each decay-chain
+        resonance's mass inside MadGraph's ``bwcutoff`` window.
+        """
+        if t in self._acceptances:
+            return self._acceptances[t]
+        accept = None
+        if isinstance(self.process_card, dict) and "cuts" in self.process_card:
+            accept = _card_acceptance(self.process_card, self.preprocessing.topologies[t])
+        self._acceptances[t] = accept
+        return accept
 
     def _draw(self, topology: Tensor, generator: torch.Generator) -> tuple[list[Tensor], int]:
         """Physical momenta for events of the given topologies (n,), per topology."""
@@ -358,6 +382,12 @@ class GeneratorModel:
                     ok &= (p[:, 0, 0] <= self.beam_energy_gev[0]) & (
                         p[:, 1, 0] <= self.beam_energy_gev[1]
                     )
+                accept = self._acceptance(t)
+                if accept is not None:
+                    inside = accept(p)
+                    self.sampling_stats["outside_cuts"] += int((ok & ~inside).sum())
+                    ok &= inside
+                self.sampling_stats["drawn"] += int(sel.sum())
                 rows = pending[sel]
                 result[t][slot[rows[ok]]] = p[ok]
                 failed.append(rows[~ok])
@@ -365,9 +395,9 @@ class GeneratorModel:
             redrawn += pending.numel()
         if pending.numel():
             raise GeneratorError(
-                f"sampling: {pending.numel()} events still beyond the beam energy or "
-                f"non-finite after {_MAX_REDRAW_ROUNDS} rounds of redrawing; the generator "
-                "is badly trained"
+                f"sampling: {pending.numel()} events still outside the card's cuts, beyond "
+                f"the beam energy or non-finite after {_MAX_REDRAW_ROUNDS} rounds of "
+                "redrawing; the generator is badly trained"
             )
         return result, redrawn
 
@@ -389,7 +419,9 @@ class GeneratorModel:
             One :class:`~evgen.events.Events` when all topologies have the same number
             of particles, else a list with one per multiplicity in the order of the
             topologies (as :func:`~evgen.io.read_root` returns them; the writers take
-            either). Weights are cross_section_pb / n each.
+            either). Weights are cross_section_pb / n each. Every event passes the
+            card's cuts (:meth:`_acceptance`; ``sampling_stats`` counts the draws and
+            those redrawn for falling outside).
 
         Raises:
             GeneratorError: n < 1, a bad ``weight_sample``, or events that stay beyond
@@ -404,6 +436,7 @@ class GeneratorModel:
             allowed = f"0..{self.n_members - 1}" if is_ensemble else ">= 0"
             raise GeneratorError(f"sample: weight_sample must be {allowed}, got {weight_sample}")
         prep = self.preprocessing
+        self.sampling_stats = {"drawn": 0, "outside_cuts": 0}
         generator = torch.Generator().manual_seed(seed)
         k_all = self.n_members
         plan = (
@@ -427,7 +460,13 @@ class GeneratorModel:
             if not is_ensemble:
                 set_weight_mode(self.network, "local")
         if redrawn:
-            logger.info("sampling: redrew %d of %d events (beyond the beam energy)", redrawn, n)
+            logger.info(
+                "sampling: redrew %d of %d events (outside the card's cuts: %d; beyond the "
+                "beam energy or non-finite: the rest)",
+                redrawn,
+                n,
+                self.sampling_stats["outside_cuts"],
+            )
         return self._to_events(per_topology, n, generator)
 
     def _to_events(
@@ -567,6 +606,34 @@ class GeneratorModel:
                 f"generator model file {path} is inconsistent ({type(error).__name__}: {error})"
             ) from error
         return model
+
+
+def _card_acceptance(card: dict[str, Any], topology: Topology) -> Any:
+    """The cut function of :meth:`GeneratorModel._acceptance` for one topology."""
+    from evgen.card import parse_card
+    from evgen.cuts import Cuts
+    from evgen.params import SMParameters
+
+    run_card = parse_card(card, "the generator's card")
+    stable = list(topology.stable)
+    cuts = Cuts(run_card.cuts, tuple(topology.pdg[i] for i in stable), run_card.model.n_flavours)
+    params = SMParameters().with_overrides(
+        **run_card.model.overrides(), zprime=run_card.model.zprime()
+    )
+    windows = []
+    for r in topology.resonances:
+        width = params.width(abs(topology.pdg[r]))
+        if width > 0:
+            windows.append((r, params.mass(abs(topology.pdg[r])), run_card.cuts.bwcutoff * width))
+
+    def accept(p: Tensor) -> Tensor:
+        ok = cuts(p[:, stable])
+        for r, mass, half_width in windows:
+            m = (p[:, r, 0] ** 2 - (p[:, r, 1:] ** 2).sum(-1)).clamp(min=0).sqrt()
+            ok = ok & ((m - mass).abs() <= half_width)
+        return ok
+
+    return accept
 
 
 def _check_training_events(batches: list[Events]) -> tuple[int, dict[str, Any]]:

@@ -51,6 +51,7 @@ from processes.base import Channel, Propagator
 
 __all__ = [
     "Constraints",
+    "lowest_production_weighted",
     "DecayGroup",
     "WaveFunction",
     "AmplitudeStep",
@@ -697,6 +698,7 @@ def generate_diagrams(
     *,
     params: SMParameters | None = None,
     zero_width_t_channel: bool = True,
+    production_weighted: int | None = None,
 ) -> DiagramSet:
     """All tree diagrams of ``initial > final`` that pass ``constraints`` (and ``decays``).
 
@@ -709,6 +711,12 @@ def generate_diagrams(
         params: masses and widths of the propagators (default ``SMParameters()``).
         zero_width_t_channel: use zero width in t-channel propagators (MadGraph >= 2.9's
             default ``zerowidth_tchannel``); s-channel lines keep their width.
+        production_weighted: with default production orders, the lowest WEIGHTED order of
+            the whole multiparticle process (:func:`lowest_production_weighted` minimised
+            over its subprocesses): MadGraph applies that one order to every subprocess,
+            so a subprocess whose own lowest order is higher (``u c~ > mu+ mu- d s~``, only
+            through W exchange, in ``p p > mu+ mu- j j``) has no diagram. None: the
+            subprocess's own lowest order.
 
     Returns:
         A :class:`DiagramSet`.
@@ -739,6 +747,13 @@ def generate_diagrams(
         w_min = gen.minimal_part_weights()
         if any(w is None for w, d in zip(w_min, default_parts, strict=True) if d):
             raise ProcessError(f"process {name}: no tree-level diagram in model {model.name}")
+    if production_weighted is not None and default_parts[0]:
+        if w_min[0] is not None and w_min[0] > production_weighted:
+            raise ProcessError(
+                f"process {name}: no diagram at the process's lowest order "
+                f"WEIGHTED <= {production_weighted} (its own lowest is {w_min[0]})"
+            )
+        w_min[0] = production_weighted
     # MadGraph raises WEIGHTED until diagrams pass every condition ("Trying coupling order
     # WEIGHTED<=..."); with exclusions in the minimum, one pass usually suffices.
     for extra in range(0, 2 * n + 1):
@@ -753,6 +768,25 @@ def generate_diagrams(
     if not kept:
         raise ProcessError(f"process {name}: no diagram passes the orders and s-channel conditions")
     return _assemble(gen, model, params, initial, final, kept, decays, zero_width_t_channel)
+
+
+def lowest_production_weighted(
+    model: Model | None,
+    initial: Sequence[int],
+    final: Sequence[int],
+    constraints: Constraints | None = None,
+    decays: Sequence[DecayGroup] = (),
+) -> int | None:
+    """The least WEIGHTED (= QCD + 2 QED) order of the production diagrams of
+    ``initial > final`` (decays apart), or None when it has no tree diagram. The minimum
+    over a multiparticle process's subprocesses is MadGraph's default order of the whole
+    process (``production_weighted`` of :func:`generate_diagrams`)."""
+    model = model if model is not None else sm_model()
+    constraints = constraints if constraints is not None else Constraints()
+    initial, final = tuple(initial), tuple(final)
+    outgoing_ids = tuple(model.anti(p) for p in initial) + final
+    gen = _Generator(model, outgoing_ids, len(initial), constraints, decays)
+    return gen.minimal_part_weights()[0]
 
 
 def _select(

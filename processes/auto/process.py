@@ -88,6 +88,9 @@ class AutoProcess(Process):
             :mod:`processes.auto.codegen`; a one-off build, minutes for large processes,
             cached on disk); ``None``: the environment variable ``EVGEN_COMPILE``. Falls
             back to eager, with a warning, if compilation fails.
+        production_weighted: the whole multiparticle process's lowest WEIGHTED order,
+            applied to this subprocess (MadGraph's default orders; see
+            :func:`~processes.auto.diagrams.generate_diagrams`); None: its own.
 
     Attributes:
         plan: the :class:`Plan`.
@@ -110,6 +113,7 @@ class AutoProcess(Process):
         cache_dir: str | Path | None = None,
         zero_width_t_channel: bool = True,
         compile: bool | None = None,
+        production_weighted: int | None = None,
     ) -> None:
         super().__init__(params)
         self.model = model if model is not None else model_for(self.params)
@@ -118,6 +122,7 @@ class AutoProcess(Process):
         self.constraints = constraints if constraints is not None else Constraints()
         self.decays = tuple(decays)
         self._zero_width_t = zero_width_t_channel
+        self._production_weighted = production_weighted
         self._diagrams: DiagramSet | None = None
         self._channels: list[Channel] | None = None
         base = " ".join(self.model.name_of(p) for p in self.incoming) + " > "
@@ -132,6 +137,8 @@ class AutoProcess(Process):
             ],
             "zero_width_t_channel": zero_width_t_channel,
         }
+        if production_weighted is not None:
+            spec["production_weighted"] = production_weighted
         key = plan_key(self.model, self.params, spec)
         self.plan: Plan = load_or_build_plan(
             lambda: self.diagrams,
@@ -230,6 +237,7 @@ class AutoProcess(Process):
                 self.decays,
                 params=self.params,
                 zero_width_t_channel=self._zero_width_t,
+                production_weighted=self._production_weighted,
             )
         return self._diagrams
 
