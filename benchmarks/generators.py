@@ -384,8 +384,11 @@ def run_benchmark(s: Settings) -> dict[str, object]:
     sampled = model.sample(s.generate, seed=s.seed + 10)
     sample_s = time.perf_counter() - t0
     outside = model.sampling_stats["outside_cuts"] / max(1, model.sampling_stats["drawn"])
-    print(f"sampled in {sample_s:.1f} s; {100 * outside:.1f} % of draws outside the cuts "
-          "(redrawn)", file=sys.stderr, flush=True)
+    print(
+        f"sampled in {sample_s:.1f} s; {100 * outside:.1f} % of draws outside the cuts (redrawn)",
+        file=sys.stderr,
+        flush=True,
+    )
     gen = [sampled] if isinstance(sampled, Events) else list(sampled)
     prepared = {}
     for k in s.jets:
