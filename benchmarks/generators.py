@@ -23,7 +23,8 @@ What it does, in order (every step timed; events are cached in
    trains the reweighting classifier, the other ("test truth") is what every pull,
    the band coverage and the amplification are measured against.
 3. One Bayesian CFM generator over all multiplicities (one-hot conditioned, partons
-   merged, the muon pair's mass as a feature), ``--steps`` optimiser steps.
+   merged; the muon pair balances the jets' pT and is described by its mass, rapidity
+   and decay angles, so every jet pT is learned directly), ``--steps`` optimiser steps.
 4. Sampling ``--generate`` events; events/s of the network alone and with the flavours
    and colour flows ``evgen generate`` draws from the matrix element.
 5. Classifier reweighting (:func:`evgen.generators.reweighting.classifier_reweighting`,
@@ -353,6 +354,9 @@ class Settings:
     band_events: int
     classifier: ClassifierConfig
     seed: int = 1
+    network: str = "bayesian"
+    members: int = 10
+    kl_scale: float = 1.0
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -367,7 +371,10 @@ def run_benchmark(s: Settings) -> dict[str, object]:
 
     config = GeneratorConfig(
         steps=s.steps, hidden=s.hidden, hidden_layers=s.hidden_layers, batch_size=s.batch_size,
-        seed=s.seed, preprocessing=PreprocessingConfig(merge_partons=True, resonances=((0, 1),)),
+        seed=s.seed, network=s.network, n_members=s.members, kl_scale=s.kl_scale,
+        preprocessing=PreprocessingConfig(
+            merge_partons=True, resonances=((0, 1),), pair_balance=True
+        ),
     )  # fmt: skip
     t0 = time.perf_counter()
     # The card (its cuts, identical over the multiplicities' cards) travels with the model:
@@ -414,7 +421,8 @@ def run_benchmark(s: Settings) -> dict[str, object]:
 
     t0 = time.perf_counter()
     band_obs = []
-    for k in range(s.weight_samples):
+    n_band = s.weight_samples if s.network == "bayesian" else min(s.weight_samples, s.members)
+    for k in range(n_band):
         b = model.sample(s.band_events, seed=s.seed + 100 + k, weight_sample=k)
         band_obs.append(observables([b] if isinstance(b, Events) else list(b)))
     band_s = time.perf_counter() - t0
@@ -502,7 +510,13 @@ def render(res: dict, command: str) -> str:
         + "), "
         f"{s.steps} steps ({res['train_s'] / 60:.1f} min); held-out truth "
         f"{res['n_truth_clf']:,} for the classifier + {res['n_truth_test']:,} test events; "
-        f"{res['n_gen']:,} generated; network {s.hidden_layers} x {s.hidden} Bayesian; "
+        f"{res['n_gen']:,} generated; network {s.hidden_layers} x {s.hidden} "
+        + (
+            f"Bayesian (KL scale {s.kl_scale:g})"
+            if s.network == "bayesian"
+            else f"ensemble of {s.members}"
+        )
+        + "; "
         f"whole benchmark {res['total_s'] / 60:.1f} min (evgen runs included unless cached)",
         "",
         "### Rates (unweighted events per second, one thread)",
@@ -588,6 +602,19 @@ def main(argv: list[str] | None = None) -> int:
                         "times the multiplicity's share, capped for 2j/3j)")  # fmt: skip
     parser.add_argument("--steps", type=int, default=6000)
     parser.add_argument("--hidden", type=int, default=128)
+    parser.add_argument("--network", choices=("bayesian", "ensemble"), default="bayesian")
+    parser.add_argument(
+        "--members",
+        type=int,
+        default=10,
+        help="ensemble members / Bayesian weight samples mixed in sampling",
+    )
+    parser.add_argument(
+        "--kl-scale",
+        type=float,
+        default=1.0,
+        help="weight of the Bayesian layers' KL term (1: the ELBO)",
+    )
     parser.add_argument("--hidden-layers", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--generate", type=int, default=300_000)
@@ -612,7 +639,7 @@ def main(argv: list[str] | None = None) -> int:
         classifier=ClassifierConfig(batch_size=512, epochs=args.classifier_epochs,
                                     learning_rate=3e-3, patience=5, schedule="cosine",
                                     seed=args.seed),
-        seed=args.seed,
+        seed=args.seed, network=args.network, members=args.members, kl_scale=args.kl_scale,
     )  # fmt: skip
     res = run_benchmark(settings)
     command = "OMP_NUM_THREADS=1 python benchmarks/generators.py " + shlex.join(

@@ -173,6 +173,17 @@ def test_bad_number_of_events(model_file, tmp_path, capsys):
     assert not out.exists()
 
 
+def test_resonance_options_reach_the_preprocessing(samples, tmp_path, capsys):
+    """--resonance A B names the pair; p p > e+ e- has only the pair, whose second
+    daughter is the pT-balance particle: refused with the reason, no model written."""
+    out = tmp_path / "never.pt"
+    args = ["train-generator", str(samples["card"]), "--events", str(samples["train"])]
+    args += ["-o", str(out), "--resonance", "0", "1", "--pair-balance", *TRAIN]
+    assert main(args) == 2
+    assert "pair (0, 1) includes the last stable particle" in _error(capsys)
+    assert not out.exists()
+
+
 def test_model_of_another_version(model_file, tmp_path, capsys):
     payload = torch.load(model_file, weights_only=True)
     payload["version"] = MODEL_VERSION + 1

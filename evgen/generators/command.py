@@ -552,6 +552,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--merge-partons", action="store_true",
                        help="one network label for all massless partons (flavours from the "
                        "matrix element at generation)")  # fmt: skip
+    train.add_argument("--resonance", nargs=2, type=int, action="append", default=[],
+                       metavar=("A", "B"),
+                       help="stable outgoing positions (0-based) of a resonance's massless "
+                       "daughters, e.g. 0 1 for the muons of p p > mu+ mu- j: their mass "
+                       "becomes a feature (repeatable)")  # fmt: skip
+    train.add_argument("--pair-balance", action="store_true",
+                       help="the first --resonance pair balances pT, so every other "
+                       "particle's pT (a jet threshold) is learned directly")  # fmt: skip
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default="cpu")
     train.add_argument("-q", "--quiet", action="store_true", help="no progress display")
@@ -596,7 +604,11 @@ def _train(args: argparse.Namespace, out, err) -> int:
             ode_steps=args.ode_steps,
             seed=args.seed,
             device=args.device,
-            preprocessing=PreprocessingConfig(merge_partons=args.merge_partons),
+            preprocessing=PreprocessingConfig(
+                merge_partons=args.merge_partons,
+                resonances=tuple((int(a), int(b)) for a, b in args.resonance),
+                pair_balance=args.pair_balance,
+            ),
         )
     except GeneratorError as error:
         raise GeneratorError(f"train-generator: {error}") from None

@@ -185,6 +185,7 @@ class GeneratorConfig:
         data["preprocessing"] = {
             "resonances": [list(p) for p in self.preprocessing.resonances],
             "merge_partons": self.preprocessing.merge_partons,
+            "pair_balance": self.preprocessing.pair_balance,
         }
         return data
 
@@ -200,6 +201,7 @@ class GeneratorConfig:
         preprocessing = PreprocessingConfig(
             resonances=tuple((int(a), int(b)) for a, b in pre.get("resonances", ())),
             merge_partons=bool(pre.get("merge_partons", False)),
+            pair_balance=bool(pre.get("pair_balance", False)),
         )
         return cls(**data, preprocessing=preprocessing)
 

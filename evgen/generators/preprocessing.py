@@ -47,6 +47,20 @@ the pair must be named, e.g. ``resonances=((0, 1),)`` for the muons of
 ``p p > mu+ mu- j``. Pairs of massive daughters are refused (m_ab is not monotonic in
 pT_a there).
 
+Pair balance (option, :attr:`PreprocessingConfig.pair_balance`). The first resonance
+pair (a, b) balances the transverse momentum instead of the last stable particle: the
+other particles, the first of them the reference (phi = 0), have log pT, y and phi (the
+reference without phi), and the pair has log m_ab, its rapidity Y_ab, and the polar and
+azimuthal angles (theta, phi) of a in the pair's rest frame (reached from the
+reference-rotated lab frame by the boost along the pair's momentum). The pair's pT is
+minus the others' sum, its energy follows from m_ab and Y_ab, and a and b are the
+back-to-back daughters of mass 0 boosted back, so conservation and the mass shells
+stay exact. Every jet's pT is then a feature of its own, and its generation threshold
+an edge in one coordinate; with the plain layout the last jet's pT is a derived
+quantity whose threshold is a curved edge in all the others (Z + 1 jet: AUC 0.55
+against 0.60 for the plain layout, same network and budget). Topologies without the
+pair or with no other stable particle keep the plain layout.
+
 Standardisation. Each topology's features are shifted and scaled by the mean and
 standard deviation of the training sample (:meth:`EventPreprocessing.fit`), and padded
 with zeros to the largest d over the topologies; the mask of real features per
@@ -77,6 +91,7 @@ from torch import Tensor
 
 from evgen.errors import EvgenError
 from evgen.events import Events
+from evgen.kinematics import boost
 
 __all__ = [
     "EncodedEvents",
@@ -215,10 +230,17 @@ class PreprocessingConfig:
             assign flavours (and colours) to generated events. Default False: every
             flavour combination is its own topology, and generated events carry the
             training sample's flavours.
+        pair_balance: the first resonance pair's sum, not the last stable particle,
+            balances the transverse momentum (see the module docstring): every other
+            particle's pT is then learned directly (a jet's pT threshold is an edge of
+            one feature, not of a derived quantity), and the pair is described by its
+            mass, rapidity and the decay angles of its first daughter. Topologies
+            without the pair or without another stable particle keep the plain layout.
     """
 
     resonances: tuple[tuple[int, int], ...] = ()
     merge_partons: bool = False
+    pair_balance: bool = False
 
     def __post_init__(self) -> None:
         used: list[int] = []
@@ -229,6 +251,8 @@ class PreprocessingConfig:
                     f">= 0, got {pair}"
                 )
             used.extend(pair)
+        if self.pair_balance and not self.resonances:
+            raise GeneratorError("preprocessing.pair_balance needs a resonance pair")
         if len(used) != len(set(used)):
             raise GeneratorError(
                 f"preprocessing.resonances: a position appears in two pairs: {self.resonances}"
@@ -259,6 +283,13 @@ class _Layout:
     stable_masses: Tensor  # (k,) float64
     pairs: dict[int, int]  # first daughter position -> partner position
     names: tuple[str, ...] = field(default=())
+    balance_pair: tuple[int, int] | None = None  # pair_balance: (a, b) of the balancing pair
+    others: tuple[int, ...] = ()  # pair_balance: the other positions, the reference first
+
+    @property
+    def reference(self) -> int:
+        """Position (among the stable particles) of the reference particle, phi = 0."""
+        return self.others[0] if self.balance_pair is not None else 0
 
 
 def _layout(topology: Topology, config: PreprocessingConfig) -> _Layout:
@@ -266,6 +297,20 @@ def _layout(topology: Topology, config: PreprocessingConfig) -> _Layout:
     k = len(stable)
     masses = torch.tensor([topology.masses[i] for i in stable], dtype=torch.float64)
     pairs: dict[int, int] = {}
+    if config.pair_balance:
+        a, b = config.resonances[0]
+        if max(a, b) < k and k >= 3:
+            if topology.masses[stable[a]] != 0.0 or topology.masses[stable[b]] != 0.0:
+                raise GeneratorError(
+                    f"preprocessing.pair_balance: pair {(a, b)} of {topology.label()} has "
+                    "massive daughters; only massless pairs are supported"
+                )
+            others = tuple(j for j in range(k) if j not in (a, b))
+            names = []
+            for i, j in enumerate(others):
+                names += [f"log_pt_{j}", f"y_{j}"] + ([f"dphi_{j}"] if i > 0 else [])
+            names += [f"log_m_{a}{b}", f"y_{a}{b}", f"theta_{a}", f"phi_{a}"]
+            return _Layout(topology, stable, masses, {}, tuple(names), (a, b), others)
     for a, b in config.resonances:
         if max(a, b) >= k:
             continue  # this topology lacks one of the positions
@@ -480,6 +525,7 @@ class EventPreprocessing:
             "config": {
                 "resonances": [list(p) for p in self.config.resonances],
                 "merge_partons": self.config.merge_partons,
+                "pair_balance": self.config.pair_balance,
             },
             "rates": self.rates.clone(),
             "mean": self.mean.clone(),
@@ -507,6 +553,7 @@ class EventPreprocessing:
             config = PreprocessingConfig(
                 resonances=tuple((int(a), int(b)) for a, b in data["config"]["resonances"]),
                 merge_partons=bool(data["config"]["merge_partons"]),
+                pair_balance=bool(data["config"].get("pair_balance", False)),
             )
             return cls(topologies, config, rates=data["rates"], mean=data["mean"], std=data["std"])
         except (KeyError, TypeError, ValueError) as error:
@@ -602,7 +649,8 @@ class EventPreprocessing:
                 f"have resonance {r + 1} (PDG {t.pdg[r]}) unequal to the sum of its daughters",
                 ((summed - p[:, r]).abs() > tol * scale).any(dim=1),
             )
-        fail("have a reference particle with pT = 0", (q[:, 0, 1] == 0) & (q[:, 0, 2] == 0))
+        ref = self._layouts[topology].reference
+        fail("have a reference particle with pT = 0", (q[:, ref, 1] == 0) & (q[:, ref, 2] == 0))
 
     # ------------------------------------------------------------------ the map
 
@@ -619,6 +667,8 @@ class EventPreprocessing:
         lay = self._layouts[topology]
         p = momenta.to(torch.float64)
         q = p[:, list(lay.stable)]
+        if lay.balance_pair is not None:
+            return self._pair_features(q, lay)
         m = lay.stable_masses.to(p.device)
         px, py, pz = q[..., 1], q[..., 2], q[..., 3]
         pt = torch.hypot(px, py)
@@ -666,6 +716,8 @@ class EventPreprocessing:
             raise GeneratorError(
                 f"features of {t.label()} must have shape (n, {t.n_features}), got {tuple(f.shape)}"
             )
+        if lay.balance_pair is not None:
+            return self._pair_momenta(f, lay, rotation)
         k = len(lay.stable)
         m = lay.stable_masses.to(f.device)
         zero = torch.zeros(n, dtype=f.dtype, device=f.device)
@@ -697,15 +749,76 @@ class EventPreprocessing:
         c, s = torch.cos(rotation.to(f))[:, None], torch.sin(rotation.to(f))[:, None]
         q = torch.stack([energy, c * pxs - s * pys, s * pxs + c * pys, pz], dim=-1)
 
-        out = torch.zeros(n, t.n_particles, 4, dtype=f.dtype, device=f.device)
-        out[:, list(lay.stable)] = q
-        e_tot, pz_tot = energy.sum(1), pz.sum(1)
-        plus, minus = (e_tot + pz_tot) / 2, (e_tot - pz_tot) / 2
-        out[:, 0] = torch.stack([plus, zero, zero, plus], -1)
-        out[:, 1] = torch.stack([minus, zero, zero, -minus], -1)
-        for r in t.resonances:
-            out[:, r] = out[:, list(t.descendants(r))].sum(dim=1)
-        return out
+        return _with_incoming(q, lay, n, f)
+
+    def _pair_features(self, q: Tensor, lay: _Layout) -> tuple[Tensor, Tensor]:
+        """raw_features with the pair as the balance (``pair_balance``)."""
+        a, b = lay.balance_pair  # type: ignore[misc]
+        m = lay.stable_masses.to(q.device)
+        rotation = torch.atan2(q[:, lay.reference, 2], q[:, lay.reference, 1])
+        c, s = torch.cos(rotation)[:, None], torch.sin(rotation)[:, None]
+        px = c * q[..., 1] + s * q[..., 2]  # rotated: the reference particle at phi = 0
+        py = -s * q[..., 1] + c * q[..., 2]
+        pt = torch.hypot(px, py)
+        y = torch.asinh(q[..., 3] / torch.sqrt(pt**2 + m**2))
+        columns: list[Tensor] = []
+        for i, j in enumerate(lay.others):
+            columns += [torch.log(pt[:, j]), y[:, j]]
+            if i > 0:
+                columns.append(torch.atan2(py[:, j], px[:, j]))
+        rotated = torch.stack([q[..., 0], px, py, q[..., 3]], dim=-1)
+        pair = rotated[:, a] + rotated[:, b]
+        mass2 = pair[:, 0] ** 2 - (pair[:, 1:] ** 2).sum(-1)
+        rest = boost(rotated[:, a], -pair[:, 1:] / pair[:, :1])
+        columns += [
+            0.5 * torch.log(mass2),
+            0.5 * torch.log((pair[:, 0] + pair[:, 3]) / (pair[:, 0] - pair[:, 3])),
+            torch.atan2(torch.hypot(rest[:, 1], rest[:, 2]), rest[:, 3]),
+            torch.atan2(rest[:, 2], rest[:, 1]),
+        ]
+        return torch.stack(columns, dim=1), rotation
+
+    def _pair_momenta(self, f: Tensor, lay: _Layout, rotation: Tensor) -> Tensor:
+        """raw_momenta with the pair as the balance (``pair_balance``)."""
+        a, b = lay.balance_pair  # type: ignore[misc]
+        n, k = f.shape[0], len(lay.stable)
+        m = lay.stable_masses.to(f.device)
+        q = torch.zeros(n, k, 4, dtype=f.dtype, device=f.device)
+        col = 0
+        for i, j in enumerate(lay.others):
+            pt, y = torch.exp(f[:, col]), f[:, col + 1]
+            col += 2
+            phi = torch.zeros_like(pt)
+            if i > 0:
+                phi = f[:, col]
+                col += 1
+            mt = torch.sqrt(pt**2 + m[j] ** 2)
+            q[:, j] = torch.stack(
+                [mt * torch.cosh(y), pt * torch.cos(phi), pt * torch.sin(phi), mt * torch.sinh(y)],
+                dim=-1,
+            )
+        log_m, y_pair, theta, phi = f[:, col], f[:, col + 1], f[:, col + 2], f[:, col + 3]
+        mass = torch.exp(log_m)
+        pair_px, pair_py = -q[:, :, 1].sum(1), -q[:, :, 2].sum(1)
+        mt = torch.sqrt(mass**2 + pair_px**2 + pair_py**2)
+        pair = torch.stack([mt * torch.cosh(y_pair), pair_px, pair_py, mt * torch.sinh(y_pair)], -1)
+        half = mass / 2
+        st = torch.sin(theta)
+        rest = torch.stack(
+            [half, half * st * torch.cos(phi), half * st * torch.sin(phi), half * torch.cos(theta)],
+            dim=-1,
+        )
+        beta = pair[:, 1:] / pair[:, :1]
+        q[:, a] = boost(rest, beta)
+        # b back to back in the rest frame: both daughters massless to rounding (b = pair
+        # - a would lose digits to cancellation when the pair is strongly boosted)
+        q[:, b] = boost(rest * torch.tensor([1.0, -1.0, -1.0, -1.0], dtype=f.dtype), beta)
+        c, s = torch.cos(rotation.to(f))[:, None], torch.sin(rotation.to(f))[:, None]
+        q = torch.stack(
+            [q[..., 0], c * q[..., 1] - s * q[..., 2], s * q[..., 1] + c * q[..., 2], q[..., 3]],
+            dim=-1,
+        )
+        return _with_incoming(q, lay, n, f)
 
     def standardize(self, raw: Tensor, topology: int) -> Tensor:
         """(n, d_t) physical features -> (n, d) standardised, zero-padded."""
@@ -757,3 +870,19 @@ class EventPreprocessing:
             topos.append(index)
             rotations.append(rotation)
         return EncodedEvents(torch.cat(xs), torch.cat(topos), torch.cat(rotations))
+
+
+def _with_incoming(q: Tensor, lay: _Layout, n: int, f: Tensor) -> Tensor:
+    """The full event from its stable outgoing momenta q (n, k, 4): incoming partons
+    from the total energy and longitudinal momentum, resonances from their daughters."""
+    t = lay.topology
+    zero = torch.zeros(n, dtype=f.dtype, device=f.device)
+    out = torch.zeros(n, t.n_particles, 4, dtype=f.dtype, device=f.device)
+    out[:, list(lay.stable)] = q
+    e_tot, pz_tot = q[..., 0].sum(1), q[..., 3].sum(1)
+    plus, minus = (e_tot + pz_tot) / 2, (e_tot - pz_tot) / 2
+    out[:, 0] = torch.stack([plus, zero, zero, plus], -1)
+    out[:, 1] = torch.stack([minus, zero, zero, -minus], -1)
+    for r in t.resonances:
+        out[:, r] = out[:, list(t.descendants(r))].sum(dim=1)
+    return out

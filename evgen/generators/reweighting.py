@@ -145,11 +145,14 @@ def classifier_features(
     """(n, d + n_masses + n_topologies) float64 classifier inputs and the (n,) topology
     index, in batch order.
 
-    The inputs are the preprocessing's standardised features, the logarithms of the
-    invariant masses of every pair of stable particles and of the whole final state
-    (GeV; 0 where a lower multiplicity lacks the pair), and the one-hot topology. The
-    masses are functions of the features, but a narrow resonance is a thin curved
-    ridge in (pT, y, phi) that a small classifier misses; given as inputs, it sees it.
+    The inputs are the preprocessing's standardised features, the standard observables
+    of :func:`~evgen.generators.observables.compute_observables` (the logarithms of
+    every stable particle's pT and of the invariant masses of every pair and of the
+    whole final state, in GeV; the rapidities and Delta R; 0 where a lower multiplicity
+    lacks the particle or pair), and the one-hot topology. The observables are functions
+    of the features, but a narrow resonance is a thin curved ridge in the features, and a
+    rapidity cut an edge in a derived quantity, that a small classifier misses; given as
+    inputs, it sees them.
 
     Raises:
         GeneratorError: particle contents the preprocessing does not know, or
@@ -158,13 +161,12 @@ def classifier_features(
     encoded = prep.encode(events)
     onehot = torch.nn.functional.one_hot(encoded.topology.cpu(), prep.n_topologies)
     obs = compute_observables(events)
-    masses = [
-        torch.log(v.clamp(min=1e-3)).nan_to_num(0.0)
+    columns = [
+        (torch.log(v.clamp(min=1e-3)) if k.startswith(("m_", "pT_")) else v).nan_to_num(0.0)
         for k, v in obs.values.items()
-        if k.startswith("m_")
     ]
     x = torch.cat(
-        [encoded.features.cpu(), torch.stack(masses, dim=1), onehot.to(torch.float64)], dim=1
+        [encoded.features.cpu(), torch.stack(columns, dim=1), onehot.to(torch.float64)], dim=1
     )
     return x, encoded.topology.cpu()
 
