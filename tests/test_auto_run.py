@@ -178,13 +178,15 @@ def test_five_flavour_b_joins_the_down_quarks() -> None:
 
 @pytest.mark.parametrize(
     "line, n_sub, n_owner",
-    [("p p > t t~ j", 25, 13), ("p p > w+ w-", 8, 4), ("p p > j j", 141, 63)],
+    [("p p > t t~ j", 25, 13), ("p p > w+ w-", 8, 4), ("p p > j j", 117, 51)],
 )
 def test_aliases_equal_their_own_engine_process(line: str, n_sub: int, n_owner: int) -> None:
     """Second method: every alias's |M|^2, SDE weights and channel count equal those of an
     AutoProcess built for its own flavours, at RAMBO points (observed: bit for bit). W pairs
     share across generations (the W couplings have other names but equal values with unit
-    CKM); p p > j j has u c~ > u c~ apart from u u~ > u u~ (s-channel diagrams)."""
+    CKM); p p > j j has u c~ > u c~ apart from u u~ > u u~ (s-channel diagrams); its
+    default order is QCD 2 for every subprocess (MadGraph's WEIGHTED of the whole
+    process), so u d~ > c s~ (W exchange only) is not one of its 117 subprocesses."""
     subs = resolve(line, engine="amplitudes")
     assert (len(subs), len({id(matrix_element_owner(p)) for p in subs})) == (n_sub, n_owner)
     names = {p.name for p in subs}
@@ -194,6 +196,7 @@ def test_aliases_equal_their_own_engine_process(line: str, n_sub: int, n_owner: 
             by_name["u u~ > u u~"]
         )
         assert "u u~ > c c~" in names and "c c~ > u u~" in names
+        assert "u d~ > c s~" not in names and "u s > d c" not in names
     aliases = [p for p in subs if isinstance(p, FlavourAlias)]
     assert len(aliases) == n_sub - n_owner
     for alias in aliases[:: max(1, len(aliases) // 12)]:  # a dozen, spread over the list

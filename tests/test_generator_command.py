@@ -184,6 +184,25 @@ def test_resonance_options_reach_the_preprocessing(samples, tmp_path, capsys):
     assert not out.exists()
 
 
+def test_resonance_mass_map_window_from_the_card(samples):
+    """--resonance-pdg 23: the Z's mass and width from the card's model; the e+ e- pair
+    takes the card's mmll window, a non-lepton pair (0, sqrt(s))."""
+    from evgen.card import load_card
+    from evgen.errors import EvgenError
+    from evgen.generators.command import resonance_mass_maps
+    from evgen.params import SMParameters
+
+    card, _ = load_card(samples["card"])
+    batches, _ = read_root(samples["train"])
+    batches = batches if isinstance(batches, list) else [batches]
+    ((m, w, low, high),) = resonance_mass_maps(card, ((0, 1),), (23,), batches)
+    assert (m, w) == (SMParameters().mz, SMParameters().wz)
+    assert low == max(card.cuts.mmll, 0.0) and low > 0
+    assert high == (card.cuts.mmllmax if card.cuts.mmllmax >= 0 else 13000.0)
+    with pytest.raises(EvgenError, match="needs a particle with a mass and a width"):
+        resonance_mass_maps(card, ((0, 1),), (22,), batches)
+
+
 def test_model_of_another_version(model_file, tmp_path, capsys):
     payload = torch.load(model_file, weights_only=True)
     payload["version"] = MODEL_VERSION + 1

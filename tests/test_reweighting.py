@@ -121,10 +121,19 @@ def test_features_are_the_preprocessing_plus_topology():
     events, _, _ = _truth(50, gen)
     prep = EventPreprocessing.fit(events)
     x, topo = classifier_features(prep, events)
-    # features, log m_12 and log m_all (equal for 2 -> 2: M), one-hot topology
-    assert x.shape == (50, prep.dim + 2 + 1) and bool((topo == 0).all())
-    log_m = torch.full((50, 2), math.log(M), dtype=torch.float64)
-    assert torch.allclose(x[:, prep.dim : prep.dim + 2], log_m)
+    # features, the standard observables (log of pT and masses), one-hot topology
+    obs = compute_observables(events)
+    names = list(obs.names)
+    assert names == ["pT_1", "y_1", "pT_2", "y_2", "m_12", "dR_12", "m_all", "y_all"]
+    assert x.shape == (50, prep.dim + len(names) + 1) and bool((topo == 0).all())
+    assert torch.equal(x[:, : prep.dim], prep.encode(events).features)
+    column = {n: x[:, prep.dim + i] for i, n in enumerate(names)}
+    # m_12 and m_all are both M for 2 -> 2 at fixed mass (independent of the features)
+    log_m = torch.full((50,), math.log(M), dtype=torch.float64)
+    assert torch.allclose(column["m_12"], log_m) and torch.allclose(column["m_all"], log_m)
+    p = events.momenta[:, 2]
+    assert torch.allclose(column["pT_1"], torch.log(torch.hypot(p[:, 1], p[:, 2])))
+    assert torch.allclose(column["y_1"], obs.values["y_1"])
     assert torch.allclose(x[:, -1], torch.ones(50, dtype=torch.float64))
 
 

@@ -175,8 +175,14 @@ def run_train_generator(
     output: str | Path,
     config: GeneratorConfig,
     callback: Callable[[TrainingProgress], bool | None] | None = None,
+    resonance_pdgs: Sequence[int] = (),
 ) -> TrainResult:
     """Train a generator on an ``evgen run``'s events and write the model file.
+
+    ``resonance_pdgs``: the PDG id of each resonance pair's parent, in the order of
+    ``config.preprocessing.resonances``; its mass and width (the card's model) and the
+    card's window on the pair give the pair's Breit-Wigner mass map
+    (:func:`resonance_mass_maps`).
 
     Raises:
         CardError: a bad card. GeneratorError: bad events, a card that does not match the
@@ -192,6 +198,9 @@ def run_train_generator(
         raise GeneratorError(f"--output {output} is a folder; give a model file name")
     if not output.parent.is_dir():
         raise GeneratorError(f"--output {output}: folder {output.parent} does not exist")
+    if resonance_pdgs:
+        maps = resonance_mass_maps(card, config.preprocessing.resonances, resonance_pdgs, batches)
+        config = replace(config, preprocessing=replace(config.preprocessing, mass_maps=maps))
     model = train_generator(
         batches,
         config,
@@ -213,6 +222,51 @@ def run_train_generator(
         elapsed_s=float(model.training["elapsed_s"]),
         final_loss=float(model.training["final_loss"]),
     )
+
+
+def resonance_mass_maps(
+    card: RunCard,
+    pairs: Sequence[tuple[int, int]],
+    pdgs: Sequence[int],
+    batches: Sequence[Events],
+) -> tuple[tuple[float, float, float, float], ...]:
+    """(M, Gamma, low, high) in GeV of each resonance pair's mass map
+    (:attr:`~evgen.generators.PreprocessingConfig.mass_maps`).
+
+    M and Gamma are the card model's for the parent ``pdgs[i]``; the window is the card's
+    ``mmll``/``mmllmax`` when the pair is a same-flavour opposite-sign charged-lepton
+    pair in the training events (those cuts apply to it), else (0, sqrt(s)).
+
+    Raises:
+        GeneratorError: more PDG ids than pairs, or a parent without mass or width.
+    """
+    from evgen.cuts import LEPTON_IDS
+    from evgen.params import SMParameters
+
+    if len(pdgs) > len(pairs):
+        raise GeneratorError(
+            f"--resonance-pdg: {len(pdgs)} PDG ids for {len(pairs)} --resonance pairs"
+        )
+    params = SMParameters().with_overrides(**card.model.overrides(), zprime=card.model.zprime())
+    sqrt_s = 2.0 * math.sqrt(float(card.beams.energies[0]) * float(card.beams.energies[1]))
+    first = batches[0]
+    stable = [i for i, st in enumerate(first.status[0].tolist()) if st == 1]
+    maps = []
+    for (a, b), pdg in zip(pairs, pdgs, strict=False):
+        mass, width = params.mass(pdg), params.width(pdg)
+        if not (mass > 0 and width > 0):
+            raise GeneratorError(
+                f"--resonance-pdg {pdg}: needs a particle with a mass and a width in the "
+                f"card's model, got M = {mass} GeV, Gamma = {width} GeV"
+            )
+        low, high = 0.0, sqrt_s
+        if max(a, b) < len(stable):
+            pa, pb = int(first.pdg[0, stable[a]]), int(first.pdg[0, stable[b]])
+            if abs(pa) in LEPTON_IDS and pa == -pb:
+                low = max(float(card.cuts.mmll), 0.0)
+                high = float(card.cuts.mmllmax) if card.cuts.mmllmax >= 0 else sqrt_s
+        maps.append((mass, width, low, high))
+    return tuple(maps)
 
 
 # ---------------------------------------------------------------------------- generating
@@ -560,6 +614,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--pair-balance", action="store_true",
                        help="the first --resonance pair balances pT, so every other "
                        "particle's pT (a jet threshold) is learned directly")  # fmt: skip
+    train.add_argument("--resonance-pdg", type=int, action="append", default=[],
+                       metavar="PDG",
+                       help="the parent of each --resonance pair (e.g. 23): its mass is "
+                       "learned through its Breit-Wigner inside the card's window")  # fmt: skip
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default="cpu")
     train.add_argument("-q", "--quiet", action="store_true", help="no progress display")
@@ -632,7 +690,9 @@ def _train(args: argparse.Namespace, out, err) -> int:
             progress.update(task, completed=p.step, loss=p.mean_loss)
 
     try:
-        result = run_train_generator(args.card, args.events, args.output, config, callback)
+        result = run_train_generator(
+            args.card, args.events, args.output, config, callback, args.resonance_pdg
+        )
     finally:
         if progress is not None:
             progress.stop()

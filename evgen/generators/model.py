@@ -186,6 +186,7 @@ class GeneratorConfig:
             "resonances": [list(p) for p in self.preprocessing.resonances],
             "merge_partons": self.preprocessing.merge_partons,
             "pair_balance": self.preprocessing.pair_balance,
+            "mass_maps": [list(m) for m in self.preprocessing.mass_maps],
         }
         return data
 
@@ -202,6 +203,7 @@ class GeneratorConfig:
             resonances=tuple((int(a), int(b)) for a, b in pre.get("resonances", ())),
             merge_partons=bool(pre.get("merge_partons", False)),
             pair_balance=bool(pre.get("pair_balance", False)),
+            mass_maps=tuple(tuple(float(v) for v in m) for m in pre.get("mass_maps", ())),
         )
         return cls(**data, preprocessing=preprocessing)
 

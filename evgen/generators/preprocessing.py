@@ -236,11 +236,19 @@ class PreprocessingConfig:
             one feature, not of a derived quantity), and the pair is described by its
             mass, rapidity and the decay angles of its first daughter. Topologies
             without the pair or without another stable particle keep the plain layout.
+        mass_maps: per resonance pair (in order; fewer entries leave the rest plain),
+            (M, Gamma, low, high) in GeV: the pair's mass feature becomes
+            z = Phi^-1(u), u the Breit-Wigner cumulative distribution in m^2 of mass M
+            and width Gamma, normalised to the window low < m < high (the card's cuts).
+            A pure Breit-Wigner then gives a standard normal feature, its tails and the
+            window's edges included, and every generated mass lies inside the window.
+            Without a map the feature is log m.
     """
 
     resonances: tuple[tuple[int, int], ...] = ()
     merge_partons: bool = False
     pair_balance: bool = False
+    mass_maps: tuple[tuple[float, float, float, float], ...] = ()
 
     def __post_init__(self) -> None:
         used: list[int] = []
@@ -253,6 +261,17 @@ class PreprocessingConfig:
             used.extend(pair)
         if self.pair_balance and not self.resonances:
             raise GeneratorError("preprocessing.pair_balance needs a resonance pair")
+        if len(self.mass_maps) > len(self.resonances):
+            raise GeneratorError(
+                f"preprocessing.mass_maps: {len(self.mass_maps)} maps for "
+                f"{len(self.resonances)} resonance pairs"
+            )
+        for mass, width, low, high in self.mass_maps:
+            if not (mass > 0 and width > 0 and 0 <= low < high):
+                raise GeneratorError(
+                    "preprocessing.mass_maps: need M > 0, Gamma > 0 and 0 <= low < high "
+                    f"(GeV), got {(mass, width, low, high)}"
+                )
         if len(used) != len(set(used)):
             raise GeneratorError(
                 f"preprocessing.resonances: a position appears in two pairs: {self.resonances}"
@@ -285,6 +304,19 @@ class _Layout:
     names: tuple[str, ...] = field(default=())
     balance_pair: tuple[int, int] | None = None  # pair_balance: (a, b) of the balancing pair
     others: tuple[int, ...] = ()  # pair_balance: the other positions, the reference first
+    mass_maps: dict[int, _MassMap] = field(default_factory=dict)  # first daughter -> map
+
+    def mass_feature(self, a: int, mass2: Tensor) -> Tensor:
+        """The pair feature of first daughter ``a``: log m, or z of its mass map."""
+        if a in self.mass_maps:
+            return self.mass_maps[a].feature(mass2)
+        return 0.5 * torch.log(mass2)
+
+    def pair_mass2(self, a: int, feature: Tensor) -> Tensor:
+        """m^2 (GeV^2) from the pair feature of first daughter ``a``."""
+        if a in self.mass_maps:
+            return self.mass_maps[a].mass2(feature)
+        return torch.exp(2 * feature)
 
     @property
     def reference(self) -> int:
@@ -306,11 +338,13 @@ def _layout(topology: Topology, config: PreprocessingConfig) -> _Layout:
                     "massive daughters; only massless pairs are supported"
                 )
             others = tuple(j for j in range(k) if j not in (a, b))
+            maps = {a: _MassMap(*config.mass_maps[0])} if config.mass_maps else {}
             names = []
             for i, j in enumerate(others):
                 names += [f"log_pt_{j}", f"y_{j}"] + ([f"dphi_{j}"] if i > 0 else [])
-            names += [f"log_m_{a}{b}", f"y_{a}{b}", f"theta_{a}", f"phi_{a}"]
-            return _Layout(topology, stable, masses, {}, tuple(names), (a, b), others)
+            m_name = f"z_m_{a}{b}" if maps else f"log_m_{a}{b}"
+            names += [m_name, f"y_{a}{b}", f"theta_{a}", f"phi_{a}"]
+            return _Layout(topology, stable, masses, {}, tuple(names), (a, b), others, maps)
     for a, b in config.resonances:
         if max(a, b) >= k:
             continue  # this topology lacks one of the positions
@@ -325,14 +359,22 @@ def _layout(topology: Topology, config: PreprocessingConfig) -> _Layout:
                 "daughters; only massless pairs are supported"
             )
         pairs[a] = b
+    maps = {
+        a: _MassMap(*config.mass_maps[i])
+        for i, (a, b) in enumerate(config.resonances)
+        if i < len(config.mass_maps) and a in pairs
+    }
     names: list[str] = []
     for j in range(k - 1):
-        names.append(f"log_m_{j}{pairs[j]}" if j in pairs else f"log_pt_{j}")
+        if j in pairs:
+            names.append(f"z_m_{j}{pairs[j]}" if j in maps else f"log_m_{j}{pairs[j]}")
+        else:
+            names.append(f"log_pt_{j}")
         names.append(f"y_{j}")
         if j > 0:
             names.append(f"dphi_{j}")
     names.append(f"y_{k - 1}")
-    return _Layout(topology, stable, masses, pairs, tuple(names))
+    return _Layout(topology, stable, masses, pairs, tuple(names), mass_maps=maps)
 
 
 def _as_list(events: Events | Sequence[Events]) -> list[Events]:
@@ -526,6 +568,7 @@ class EventPreprocessing:
                 "resonances": [list(p) for p in self.config.resonances],
                 "merge_partons": self.config.merge_partons,
                 "pair_balance": self.config.pair_balance,
+                "mass_maps": [list(m) for m in self.config.mass_maps],
             },
             "rates": self.rates.clone(),
             "mean": self.mean.clone(),
@@ -554,6 +597,9 @@ class EventPreprocessing:
                 resonances=tuple((int(a), int(b)) for a, b in data["config"]["resonances"]),
                 merge_partons=bool(data["config"]["merge_partons"]),
                 pair_balance=bool(data["config"].get("pair_balance", False)),
+                mass_maps=tuple(
+                    tuple(float(v) for v in m) for m in data["config"].get("mass_maps", ())
+                ),
             )
             return cls(topologies, config, rates=data["rates"], mean=data["mean"], std=data["std"])
         except (KeyError, TypeError, ValueError) as error:
@@ -684,7 +730,7 @@ class EventPreprocessing:
                 b = lay.pairs[j]
                 angle = torch.cosh(y[:, j] - y[:, b]) - torch.cos(dphi[:, j] - dphi[:, b])
                 m2 = 2 * pt[:, j] * pt[:, b] * angle
-                columns.append(0.5 * torch.log(m2))
+                columns.append(lay.mass_feature(j, m2))
             else:
                 columns.append(torch.log(pt[:, j]))
             columns.append(y[:, j])
@@ -737,7 +783,7 @@ class EventPreprocessing:
         y.append(f[:, col])
         pt = [torch.exp(v) for v in log_pt]
         for a, b in lay.pairs.items():  # log_pt[a] holds log m_ab; b's pT is direct
-            m2 = torch.exp(2 * log_pt[a])
+            m2 = lay.pair_mass2(a, log_pt[a])
             pt[a] = m2 / (2 * pt[b] * (torch.cosh(y[a] - y[b]) - torch.cos(dphi[a] - dphi[b])))
         px = [pt[j] * torch.cos(dphi[j]) for j in range(k - 1)]
         py = [pt[j] * torch.sin(dphi[j]) for j in range(k - 1)]
@@ -771,7 +817,7 @@ class EventPreprocessing:
         mass2 = pair[:, 0] ** 2 - (pair[:, 1:] ** 2).sum(-1)
         rest = boost(rotated[:, a], -pair[:, 1:] / pair[:, :1])
         columns += [
-            0.5 * torch.log(mass2),
+            lay.mass_feature(a, mass2),
             0.5 * torch.log((pair[:, 0] + pair[:, 3]) / (pair[:, 0] - pair[:, 3])),
             torch.atan2(torch.hypot(rest[:, 1], rest[:, 2]), rest[:, 3]),
             torch.atan2(rest[:, 2], rest[:, 1]),
@@ -798,7 +844,7 @@ class EventPreprocessing:
                 dim=-1,
             )
         log_m, y_pair, theta, phi = f[:, col], f[:, col + 1], f[:, col + 2], f[:, col + 3]
-        mass = torch.exp(log_m)
+        mass = lay.pair_mass2(a, log_m).clamp(min=0).sqrt()
         pair_px, pair_py = -q[:, :, 1].sum(1), -q[:, :, 2].sum(1)
         mt = torch.sqrt(mass**2 + pair_px**2 + pair_py**2)
         pair = torch.stack([mt * torch.cosh(y_pair), pair_px, pair_py, mt * torch.sinh(y_pair)], -1)
@@ -886,3 +932,24 @@ def _with_incoming(q: Tensor, lay: _Layout, n: int, f: Tensor) -> Tensor:
     for r in t.resonances:
         out[:, r] = out[:, list(t.descendants(r))].sum(dim=1)
     return out
+
+
+class _MassMap:
+    """z <-> m of :attr:`PreprocessingConfig.mass_maps` (GeV; float64 tensors)."""
+
+    def __init__(self, mass: float, width: float, low: float, high: float) -> None:
+        self.m2, self.mg = mass * mass, mass * width
+        self.a = math.atan((low * low - self.m2) / self.mg)
+        top = math.atan((high * high - self.m2) / self.mg) if math.isfinite(high) else math.pi / 2
+        self.b = top
+
+    def feature(self, mass2: Tensor) -> Tensor:
+        """z from m^2."""
+        u = (torch.atan((mass2 - self.m2) / self.mg) - self.a) / (self.b - self.a)
+        u = u.clamp(1e-15, 1 - 1e-15)
+        return torch.special.ndtri(u)
+
+    def mass2(self, z: Tensor) -> Tensor:
+        """m^2 from z (inside the window for any finite z)."""
+        u = torch.special.ndtr(z).clamp(1e-15, 1 - 1e-15)
+        return self.m2 + self.mg * torch.tan(self.a + u * (self.b - self.a))
