@@ -100,6 +100,9 @@ def test_generated_events_are_physical(generated, model_file):
     assert sum(meta["processes"]["cross_section_pb"]) == pytest.approx(model.cross_section_pb)
     known = set(meta["processes"]["process_id"])
     assert set(events.process_id.tolist()) <= known
+    summary = json.loads((generated / "generate.json").read_text())
+    # every draw is an event, a redraw outside the cuts, or one beyond the beam energy
+    assert summary["draws"] >= 300 + summary["redrawn_outside_cuts"]
 
 
 def test_generated_events_pass_the_cards_cuts(samples, model_file):

@@ -410,6 +410,7 @@ def run_generate(
 
     t0 = time.perf_counter()
     sampled = model.sample(n, seed=seed)
+    draws = dict(model.sampling_stats)
     sampling_s = time.perf_counter() - t0
     timings["sampling"] = sampling_s
     t0 = time.perf_counter()
@@ -528,6 +529,8 @@ def run_generate(
         "error_pb": err,
         "sampling_s": sampling_s,
         "events_per_second": result.events_per_second,
+        "draws": draws["drawn"],
+        "redrawn_outside_cuts": draws["outside_cuts"],
         "weight_samples": weight_samples,
         "band_coverage": result.band_coverage,
         "timings": timings,
