@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from evgen.errors import CardError
-from evgen.params import ZPrime, ZPrimeCouplings
+from evgen.params import SMParameters, ZPrime, ZPrimeCouplings
 
 __all__ = [
     "RunCard",
@@ -162,6 +162,14 @@ class ModelCard(_Strict):
         """The SM parameters set in the card, as keyword arguments for SMParameters."""
         skip = {"n_flavours", "mzp", "wzp", "zp_couplings", "zp_strength"}
         return {k: v for k, v in self.model_dump().items() if k not in skip and v is not None}
+
+    def parameters(self) -> SMParameters:
+        """The Standard Model parameters of the card (masses and widths in GeV).
+
+        Raises:
+            ValueError: parameters that do not make a consistent model.
+        """
+        return SMParameters().with_overrides(**self.overrides(), zprime=self.zprime())
 
     def zprime(self) -> ZPrime | None:
         """The Z' the card defines, or ``None``."""

@@ -574,7 +574,7 @@ def prepare(card: RunCard, card_text: str = "", source: str = "<card>") -> Prepa
             f"{source}: run.device: {card.run.device!r} requested but CUDA is not available"
         )
     try:
-        params = SMParameters().with_overrides(**card.model.overrides(), zprime=card.model.zprime())
+        params = card.model.parameters()
         _ = params.mw
     except ValueError as err:
         raise CardError(f"{source}: {err}") from None

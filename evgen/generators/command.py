@@ -241,13 +241,12 @@ def resonance_mass_maps(
         GeneratorError: more PDG ids than pairs, or a parent without mass or width.
     """
     from evgen.cuts import LEPTON_IDS
-    from evgen.params import SMParameters
 
     if len(pdgs) > len(pairs):
         raise GeneratorError(
             f"--resonance-pdg: {len(pdgs)} PDG ids for {len(pairs)} --resonance pairs"
         )
-    params = SMParameters().with_overrides(**card.model.overrides(), zprime=card.model.zprime())
+    params = card.model.parameters()
     sqrt_s = 2.0 * math.sqrt(float(card.beams.energies[0]) * float(card.beams.energies[1]))
     first = batches[0]
     stable = [i for i, st in enumerate(first.status[0].tolist()) if st == 1]

@@ -616,14 +616,11 @@ def _card_acceptance(card: dict[str, Any], topology: Topology) -> Any:
     """The cut function of :meth:`GeneratorModel._acceptance` for one topology."""
     from evgen.card import parse_card
     from evgen.cuts import Cuts
-    from evgen.params import SMParameters
 
     run_card = parse_card(card, "the generator's card")
     stable = list(topology.stable)
     cuts = Cuts(run_card.cuts, tuple(topology.pdg[i] for i in stable), run_card.model.n_flavours)
-    params = SMParameters().with_overrides(
-        **run_card.model.overrides(), zprime=run_card.model.zprime()
-    )
+    params = run_card.model.parameters()
     windows = []
     for r in topology.resonances:
         width = params.width(abs(topology.pdg[r]))
