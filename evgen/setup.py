@@ -86,6 +86,7 @@ __all__ = [
     "decay_resonances",
     "DIAGRAM_CHANNELS",
     "BW_CUTOFF",
+    "WindowCuts",
 ]
 
 Resonance = tuple[float, float]  # (mass, width) in GeV
@@ -207,7 +208,7 @@ def decay_resonances(proc: Process) -> tuple[Propagator, ...]:
 Window = tuple[tuple[int, ...], float, float]  # (outgoing indices, mass, half-width) GeV
 
 
-class _WindowCuts(Cuts):
+class WindowCuts(Cuts):
     """The card's cuts and MadGraph's ``bwcutoff`` windows: every decay-chain resonance's
     invariant mass within ``bwcutoff`` widths of its mass (``inside``), no invariant mass
     of a ``$``-excluded s-channel line there (``outside``).
@@ -269,7 +270,7 @@ def _cuts(card: RunCard, proc: Process) -> Cuts:
     )
     if not (inside or outside):
         return Cuts(card.cuts, proc.outgoing, card.model.n_flavours)
-    return _WindowCuts(
+    return WindowCuts(
         card.cuts, proc.outgoing, card.model.n_flavours, tuple(inside), tuple(outside)
     )
 

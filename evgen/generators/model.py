@@ -47,7 +47,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
@@ -288,7 +288,7 @@ class GeneratorModel:
         }
         self.training = training or {}
         self.sampling_stats = {"drawn": 0, "outside_cuts": 0}
-        self._acceptances: dict[int, Any] = {}
+        self._acceptances: dict[int, Callable[[Tensor], Tensor] | None] = {}
 
     @property
     def device(self) -> torch.device:
@@ -325,7 +325,7 @@ class GeneratorModel:
                 out.append(odeint(rhs, xs, 0.0, 1.0, options).y)
         return torch.cat(out) if out else x0
 
-    def _acceptance(self, t: int) -> Any:
+    def _acceptance(self, t: int) -> Callable[[Tensor], Tensor] | None:
         """The card's generation cuts for topology ``t``, a function of its momenta
         (n, n_particles, 4) in GeV returning a boolean mask (n,), or None without a card.
 
@@ -612,29 +612,30 @@ class GeneratorModel:
         return model
 
 
-def _card_acceptance(card: dict[str, Any], topology: Topology) -> Any:
-    """The cut function of :meth:`GeneratorModel._acceptance` for one topology."""
+def _card_acceptance(card: dict[str, Any], topology: Topology) -> Callable[[Tensor], Tensor]:
+    """The cut function of :meth:`GeneratorModel._acceptance` for one topology: the
+    cuts ``evgen run`` applies (:class:`~evgen.setup.WindowCuts`), on its stable
+    outgoing particles, each resonance a window on the sum of its stable descendants."""
     from evgen.card import parse_card
-    from evgen.cuts import Cuts
+    from evgen.setup import WindowCuts
 
     run_card = parse_card(card, "the generator's card")
     stable = list(topology.stable)
-    cuts = Cuts(run_card.cuts, tuple(topology.pdg[i] for i in stable), run_card.model.n_flavours)
     params = run_card.model.parameters()
     windows = []
     for r in topology.resonances:
         width = params.width(abs(topology.pdg[r]))
         if width > 0:
-            windows.append((r, params.mass(abs(topology.pdg[r])), run_card.cuts.bwcutoff * width))
-
-    def accept(p: Tensor) -> Tensor:
-        ok = cuts(p[:, stable])
-        for r, mass, half_width in windows:
-            m = (p[:, r, 0] ** 2 - (p[:, r, 1:] ** 2).sum(-1)).clamp(min=0).sqrt()
-            ok = ok & ((m - mass).abs() <= half_width)
-        return ok
-
-    return accept
+            legs = tuple(stable.index(i) for i in topology.descendants(r))
+            mass = params.mass(abs(topology.pdg[r]))
+            windows.append((legs, mass, run_card.cuts.bwcutoff * width))
+    cuts = WindowCuts(
+        run_card.cuts,
+        tuple(topology.pdg[i] for i in stable),
+        run_card.model.n_flavours,
+        inside=tuple(windows),
+    )
+    return lambda p: cuts(p[:, stable])
 
 
 def _check_training_events(batches: list[Events]) -> tuple[int, dict[str, Any]]:

@@ -795,7 +795,7 @@ class EventPreprocessing:
         c, s = torch.cos(rotation.to(f))[:, None], torch.sin(rotation.to(f))[:, None]
         q = torch.stack([energy, c * pxs - s * pys, s * pxs + c * pys, pz], dim=-1)
 
-        return _with_incoming(q, lay, n, f)
+        return _with_incoming(q, lay)
 
     def _pair_features(self, q: Tensor, lay: _Layout) -> tuple[Tensor, Tensor]:
         """raw_features with the pair as the balance (``pair_balance``)."""
@@ -864,7 +864,7 @@ class EventPreprocessing:
             [q[..., 0], c * q[..., 1] - s * q[..., 2], s * q[..., 1] + c * q[..., 2], q[..., 3]],
             dim=-1,
         )
-        return _with_incoming(q, lay, n, f)
+        return _with_incoming(q, lay)
 
     def standardize(self, raw: Tensor, topology: int) -> Tensor:
         """(n, d_t) physical features -> (n, d) standardised, zero-padded."""
@@ -918,12 +918,12 @@ class EventPreprocessing:
         return EncodedEvents(torch.cat(xs), torch.cat(topos), torch.cat(rotations))
 
 
-def _with_incoming(q: Tensor, lay: _Layout, n: int, f: Tensor) -> Tensor:
+def _with_incoming(q: Tensor, lay: _Layout) -> Tensor:
     """The full event from its stable outgoing momenta q (n, k, 4): incoming partons
     from the total energy and longitudinal momentum, resonances from their daughters."""
     t = lay.topology
-    zero = torch.zeros(n, dtype=f.dtype, device=f.device)
-    out = torch.zeros(n, t.n_particles, 4, dtype=f.dtype, device=f.device)
+    zero = q.new_zeros(q.shape[0])
+    out = q.new_zeros(q.shape[0], t.n_particles, 4)
     out[:, list(lay.stable)] = q
     e_tot, pz_tot = q[..., 0].sum(1), q[..., 3].sum(1)
     plus, minus = (e_tot + pz_tot) / 2, (e_tot - pz_tot) / 2
@@ -940,8 +940,7 @@ class _MassMap:
     def __init__(self, mass: float, width: float, low: float, high: float) -> None:
         self.m2, self.mg = mass * mass, mass * width
         self.a = math.atan((low * low - self.m2) / self.mg)
-        top = math.atan((high * high - self.m2) / self.mg) if math.isfinite(high) else math.pi / 2
-        self.b = top
+        self.b = math.atan((high * high - self.m2) / self.mg)  # pi/2 for high = inf
 
     def feature(self, mass2: Tensor) -> Tensor:
         """z from m^2."""
